@@ -1,0 +1,120 @@
+"""Argument checks shared by every public API, with one error wording.
+
+Every message follows ``"{where}: expected {what}, but got {value!r}. {fix}"`` so a
+user sees which call failed, what it wanted, what it received and what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _fail(exc: type[Exception], where: str, what: str, value: Any, fix: str) -> Exception:
+    return exc(f"{where}: expected {what}, but got {value!r}. {fix}")
+
+
+def check_p(where: str, p: Any, *, allow_one: bool = False, name: str = "p") -> float:
+    """Validate a drop probability and return it as a float.
+
+    Args:
+        where: Name of the layer or function, used in the message.
+        p: The candidate probability.
+        allow_one: Whether ``p == 1`` (drop everything) is allowed.
+        name: Argument name used in the message.
+
+    Returns:
+        ``p`` as a Python float.
+
+    Raises:
+        TypeError: If ``p`` is not a real number (strings, tensors and bools included).
+        ValueError: If ``p`` is NaN or outside ``[0, 1)`` (``[0, 1]`` with ``allow_one``).
+    """
+    if isinstance(p, bool) or isinstance(p, torch.Tensor) or not isinstance(p, numbers.Real):
+        fix = (
+            "Pass p.item() for a one-element tensor."
+            if isinstance(p, torch.Tensor)
+            else "Pass a float such as 0.1."
+        )
+        raise _fail(TypeError, where, f"{name} to be a float", p, fix)
+    value = float(p)
+    upper = "1]" if allow_one else "1)"
+    ok = 0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0
+    if math.isnan(value) or not ok:
+        raise _fail(
+            ValueError,
+            where,
+            f"{name} in [0, {upper}",
+            p,
+            "Use a probability such as 0.1.",
+        )
+    return value
+
+
+def check_module(where: str, model: Any, name: str = "model") -> nn.Module:
+    """Raise TypeError unless ``model`` is an ``nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise _fail(
+            TypeError,
+            where,
+            f"{name} to be a torch.nn.Module",
+            type(model).__name__,
+            "Pass the model itself, not its output or state_dict.",
+        )
+    return model
+
+
+def check_int(where: str, value: Any, name: str, *, minimum: int = 1) -> int:
+    """Validate an integer argument with a lower bound."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _fail(TypeError, where, f"{name} to be an int", value, f"Pass an int >= {minimum}.")
+    if value < minimum:
+        raise _fail(ValueError, where, f"{name} >= {minimum}", value, f"Pass an int >= {minimum}.")
+    return int(value)
+
+
+def check_rank(where: str, x: torch.Tensor, ranks: Iterable[int], layout: str) -> None:
+    """Raise ValueError unless ``x.dim()`` is one of ``ranks``."""
+    allowed = tuple(ranks)
+    if x.dim() not in allowed:
+        names = " or ".join(f"{r}-D" for r in allowed)
+        raise _fail(
+            ValueError,
+            where,
+            f"a {names} input {layout}",
+            tuple(x.shape),
+            "Reshape the input or pick the variant for this rank.",
+        )
+
+
+def check_choice(where: str, value: Any, name: str, choices: Iterable[str]) -> str:
+    """Validate a string option against known names (enums pass their value)."""
+    known = sorted(choices)
+    raw = getattr(value, "value", value)
+    if not isinstance(raw, str) or raw not in known:
+        raise _fail(
+            ValueError,
+            where,
+            f"{name} to be one of {known}",
+            value,
+            f"Pick one of {', '.join(known)}.",
+        )
+    return raw
+
+
+def check_generator(where: str, generator: Any) -> torch.Generator | None:
+    """Validate an optional ``torch.Generator``."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise _fail(
+            TypeError,
+            where,
+            "generator to be a torch.Generator or None",
+            type(generator).__name__,
+            "Create one with torch.Generator().manual_seed(0).",
+        )
+    return generator

@@ -1,0 +1,171 @@
+"""The result of a Monte Carlo (or ensemble) prediction: :class:`MCResult`.
+
+Decompositions follow Gal (2016, PhD thesis) and Houlsby et al. (2011, BALD):
+predictive entropy ``H[E_s p_s]`` = expected entropy ``E_s H[p_s]`` (aleatoric) +
+mutual information (epistemic).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+# Natural-log entropies; ``xlogy`` makes 0 * log 0 = 0 exactly.
+
+
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
+    return -torch.special.xlogy(probs, probs).sum(-1)
+
+
+@dataclass
+class MCResult:
+    """Summary of ``S`` stochastic predictions for ``N`` inputs.
+
+    Shape letters: ``S`` samples, ``N`` inputs, ``C`` classes. Regression outputs
+    keep their trailing shape ``(N, ...)``.
+
+    Attributes:
+        task: ``"classification"`` or ``"regression"``.
+        mean: Mean predictive probabilities ``(N, C)`` (probabilities are averaged,
+            never logits) or the predictive mean ``(N, ...)`` for regression.
+        samples_used: Samples drawn per input, ``(N,)`` int64.
+        samples: The raw per-sample outputs ``(S, N, ...)`` (probabilities for
+            classification), kept only on request, else ``None``.
+        predictive_entropy: ``H[mean]``, ``(N,)`` (classification).
+        expected_entropy: ``E_s H[p_s]``, aleatoric part, ``(N,)`` (classification).
+        mutual_information: BALD score, epistemic part, ``(N,)`` (classification).
+        variation_ratio: ``1 - (mode count / S)``, ``(N,)`` (classification).
+        std: Per-class standard deviation over samples ``(N, C)`` (classification),
+            or the epistemic standard deviation ``(N, ...)`` (regression).
+        epistemic_var: Variance of the sample means ``(N, ...)`` (regression).
+        aleatoric_var: Noise variance ``(N, ...)`` (regression; ``1 / tau`` or the
+            mean of a heteroscedastic head's variances), ``None`` if unknown.
+        log_likelihood: MC predictive log-likelihood of targets per input ``(N,)``
+            (regression, when targets were given), else ``None``.
+        extras: Free-form metadata (method name, forward passes, timings, ...).
+    """
+
+    task: str
+    mean: torch.Tensor
+    samples_used: torch.Tensor
+    samples: torch.Tensor | None = None
+    predictive_entropy: torch.Tensor | None = None
+    expected_entropy: torch.Tensor | None = None
+    mutual_information: torch.Tensor | None = None
+    variation_ratio: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    epistemic_var: torch.Tensor | None = None
+    aleatoric_var: torch.Tensor | None = None
+    log_likelihood: torch.Tensor | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """Mean predictive probabilities ``(N, C)`` (classification only)."""
+        if self.task != "classification":
+            raise RuntimeError(
+                f"MCResult.probs: expected a classification result, but got task={self.task!r}. "
+                "Use .mean for regression."
+            )
+        return self.mean
+
+    @property
+    def total_var(self) -> torch.Tensor:
+        """Epistemic plus aleatoric variance (regression only)."""
+        if self.epistemic_var is None:
+            raise RuntimeError(
+                f"MCResult.total_var: expected a regression result, but got task={self.task!r}. "
+                "Use predictive_entropy for classification."
+            )
+        if self.aleatoric_var is None:
+            return self.epistemic_var
+        return self.epistemic_var + self.aleatoric_var
+
+    @classmethod
+    def from_samples(
+        cls,
+        samples: torch.Tensor,
+        *,
+        task: str = "classification",
+        keep_samples: bool = False,
+        tau: float | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> MCResult:
+        """Build a result from stacked samples with exact (float64) reductions.
+
+        Args:
+            samples: ``(S, N, C)`` probabilities for classification, or
+                ``(S, N, ...)`` predictions for regression.
+            task: ``"classification"`` or ``"regression"``.
+            keep_samples: Store ``samples`` on the result.
+            tau: Regression noise precision; sets ``aleatoric_var = 1 / tau`` and
+                enables ``log_likelihood``.
+            targets: Regression targets ``(N, ...)`` for ``log_likelihood``.
+
+        Shape:
+            - samples: ``(S, N, ...)``.
+
+        Returns:
+            The :class:`MCResult`, in ``samples.dtype``.
+        """
+        if samples.dim() < 2:
+            raise ValueError(
+                "MCResult.from_samples: expected samples laid out (S, N, ...), "
+                f"but got shape {tuple(samples.shape)}. Stack the per-sample outputs on dim 0."
+            )
+        s, n = samples.shape[0], samples.shape[1]
+        dtype = samples.dtype
+        x = samples.double()
+        used = torch.full((n,), s, dtype=torch.int64)
+        if task == "classification":
+            mean = x.mean(0)
+            pe = _entropy(mean)
+            ee = _entropy(x).mean(0)
+            votes = torch.nn.functional.one_hot(x.argmax(-1), x.shape[-1]).sum(0)
+            vr = 1.0 - votes.max(-1).values.double() / s
+            std = x.std(0, unbiased=False)
+            return cls(
+                task=task,
+                mean=mean.to(dtype),
+                samples_used=used,
+                samples=samples if keep_samples else None,
+                predictive_entropy=pe.to(dtype),
+                expected_entropy=ee.to(dtype),
+                mutual_information=(pe - ee).clamp_min(0).to(dtype),
+                variation_ratio=vr.to(dtype),
+                std=std.to(dtype),
+            )
+        if task != "regression":
+            raise ValueError(
+                "MCResult.from_samples: expected task in ['classification', 'regression'], "
+                f"but got {task!r}. Pick one of classification, regression."
+            )
+        mean = x.mean(0)
+        var = x.var(0, unbiased=False)
+        ll = None
+        alea = None
+        if tau is not None:
+            alea = torch.full_like(mean, 1.0 / tau)
+            if targets is not None:
+                sq = (targets.double().unsqueeze(0) - x) ** 2
+                per = -0.5 * tau * sq
+                while per.dim() > 2:
+                    per = per.sum(-1)
+                ll = (
+                    torch.logsumexp(per, 0)
+                    - math.log(s)
+                    + (0.5 * math.log(tau) - 0.5 * math.log(2 * math.pi))
+                    * (mean[0].numel() if mean.dim() > 1 else 1)
+                )
+        return cls(
+            task=task,
+            mean=mean.to(dtype),
+            samples_used=used,
+            samples=samples if keep_samples else None,
+            std=var.sqrt().to(dtype),
+            epistemic_var=var.to(dtype),
+            aleatoric_var=None if alea is None else alea.to(dtype),
+            log_likelihood=None if ll is None else ll.to(dtype),
+        )
