@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-SHARED = Path(os.environ.get("DROPKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+SHARED = Path(
+    os.environ.get("DROPKIT_SHARED", Path(__file__).resolve().parents[1].parent / "shared")
+)
 
 
 @pytest.fixture
