@@ -69,7 +69,8 @@ def test_import_is_light() -> None:
     # Importing dropkit must not pull in the optional heavy dependencies.
     code = (
         "import sys, dropkit, dropkit.nn, dropkit.functional;"
-        "heavy = {'transformers', 'optuna', 'matplotlib', 'timm', 'laplace', 'lightning', 'sklearn'};"
+        "heavy = {'transformers', 'optuna', 'matplotlib', 'timm', 'laplace',"
+        " 'lightning', 'sklearn'};"
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
