@@ -1,0 +1,115 @@
+"""Probe forward that finds dropout calls made by custom modules.
+
+Static inspection finds dropout modules and rate attributes, but a custom module
+may call ``F.dropout(x, 0.2, self.training)`` or
+``F.scaled_dot_product_attention(q, k, v, dropout_p=...)`` with a literal or a
+rate computed on the fly. A ``TorchFunctionMode`` sees every such call during one
+forward; global module forward hooks keep a stack of the modules running, so each
+call is attributed to the innermost one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+from torch.overrides import TorchFunctionMode
+
+_DROPOUT_FUNCS: dict[Any, str] = {
+    F.dropout: "element",
+    F.dropout1d: "spatial",
+    F.dropout2d: "spatial",
+    F.dropout3d: "spatial",
+    F.alpha_dropout: "alpha",
+    F.feature_alpha_dropout: "alpha",
+}
+
+
+class _Recorder(TorchFunctionMode):
+    def __init__(self, stack: list[nn.Module]) -> None:
+        super().__init__()
+        self.stack = stack
+        self.calls: list[tuple[nn.Module | None, str, float]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        kind = _DROPOUT_FUNCS.get(func)
+        if kind is not None:
+            p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+            self.calls.append((self.stack[-1] if self.stack else None, kind, float(p)))
+        elif func is F.scaled_dot_product_attention:
+            p = float(kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0))
+            if p > 0:
+                self.calls.append((self.stack[-1] if self.stack else None, "attention", p))
+        return func(*args, **kwargs)
+
+
+def _call(model: nn.Module, inputs: Any) -> None:
+    if isinstance(inputs, Mapping):
+        model(**inputs)
+    elif isinstance(inputs, (tuple, list)):
+        model(*inputs)
+    else:
+        model(inputs)
+
+
+def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tuple]:
+    """Run one forward and return raw functional sites not explained by ``known``.
+
+    Every module except BatchNorm / InstanceNorm runs with ``training=True`` under
+    ``torch.no_grad``; flags and buffers are restored afterwards.
+
+    Returns:
+        Tuples ``(path, kind, p, active, "functional", None, (module,))``.
+    """
+    paths = {id(m): p for p, m in model.named_modules()}
+    explained = {id(g) for s in known for g in s.gates} | {id(s.module) for s in known}
+    flags = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    stack: list[nn.Module] = []
+
+    def pre(module: nn.Module, args: Any) -> None:
+        if id(module) in paths:
+            stack.append(module)
+
+    def post(module: nn.Module, args: Any, out: Any) -> None:
+        if stack and stack[-1] is module:
+            stack.pop()
+
+    recorder = _Recorder(stack)
+    handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+    try:
+        for module in model.modules():
+            module.training = not isinstance(module, _NormBase)
+        with torch.no_grad(), recorder:
+            _call(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in flags:
+            module.training = flag
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+    found: dict[tuple[str, str], tuple] = {}
+    for caller, kind, p in recorder.calls:
+        if caller is None or id(caller) in explained:
+            continue
+        path = paths[id(caller)]
+        old = found.get((path, kind))
+        if old is None or p > old[2]:
+            found[(path, kind)] = (
+                path,
+                kind,
+                p,
+                p > 0 and caller.training,
+                "functional",
+                None,
+                (caller,),
+            )
+    return list(found.values())

@@ -1,0 +1,250 @@
+"""mc_mode and guard on plain PyTorch models."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dropkit.modes import DropoutActiveWarning, guard, mc_mode
+from dropkit.sites import find_dropout, set_dropout
+
+
+# Same fixtures as tests/test_sites.py (kept local: tests/ is not a package).
+class Gated(nn.Module):
+    """A custom module that keeps its rate as a float attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.attn_dropout = 0.25
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(self.lin(x), p=self.attn_dropout, training=self.training)
+
+
+class Custom(nn.Module):
+    """Calls F.dropout with a literal: only a probe can see it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.view(x.shape[0], 1, 2, 4)
+        y = F.scaled_dot_product_attention(q, q, q, dropout_p=0.3 if self.training else 0.0)
+        return F.dropout2d(y, 0.15, self.training).reshape(x.shape)
+
+
+class KindDropout(nn.Module):
+    """A third-party module that follows dropkit's protocol (class attr kind, attr p)."""
+
+    kind = "gaussian"
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * (1 + torch.randn_like(x) * (self.p / (1 - self.p)) ** 0.5)
+
+
+def make_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(8, 8),
+        nn.Dropout(0.1),
+        nn.Sequential(nn.Linear(8, 8), nn.AlphaDropout(0.2)),
+        Gated(),
+        KindDropout(0.3),
+        nn.Sequential(nn.Linear(8, 8), nn.Dropout1d(0.4)),
+        Custom(),
+    )
+
+
+def state(model: nn.Module) -> tuple:
+    """Fingerprint: parameters/buffers, training flags and every rate."""
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [m.training for m in model.modules()]
+    rates = [(s.name, s.p) for s in find_dropout(model)]
+    return tensors, flags, rates
+
+
+def same_state(a: tuple, b: tuple) -> bool:
+    return (
+        a[0].keys() == b[0].keys()
+        and all(torch.equal(a[0][k], b[0][k]) for k in a[0])
+        and a[1:] == b[1:]
+    )
+
+
+def bn_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8), Gated()
+    ).eval()
+
+
+def test_mc_mode_flips_only_dropout_and_restores(seed: int) -> None:
+    net = bn_net()
+    x = torch.randn(16, 6)
+    before = state(net)
+    with torch.no_grad():
+        ref = net(x)
+        with mc_mode(net) as handle:
+            assert [s.name for s in handle.enabled] == ["3", "5.attn_dropout"]
+            assert net[3].training and net[5].training
+            assert not net.training and not net[1].training and not net[0].training
+            outs = [net(x) for _ in range(20)]
+        after = net(x)
+    assert not torch.equal(outs[0], outs[1])
+    assert torch.equal(ref, after)
+    assert same_state(before, state(net))
+
+
+def test_plain_call_restore_and_exception() -> None:
+    net = bn_net()
+    net[0].train()  # an unusual mix of flags must come back exactly
+    flags = [m.training for m in net.modules()]
+    handle = mc_mode(net)
+    assert net[3].training
+    handle.restore()
+    handle.restore()  # idempotent
+    assert [m.training for m in net.modules()] == flags
+    with pytest.raises(KeyError):
+        with mc_mode(net):
+            raise KeyError("boom")
+    assert [m.training for m in net.modules()] == flags
+
+
+def test_nesting_restores_each_level() -> None:
+    net = bn_net()
+    with mc_mode(net, sites="element") as outer:
+        assert [s.name for s in outer.enabled] == ["3"]
+        assert net[3].training and not net[5].training
+        with mc_mode(net, sites="attention"):
+            assert net[3].training and net[5].training
+        assert net[3].training and not net[5].training
+    assert not any(m.training for m in net.modules())
+
+
+def test_site_selection_forms() -> None:
+    net = make_net().eval()
+    assert [s.name for s in mc_mode(net, sites="2*").enabled] == ["2.1"]
+    net.eval()
+    picked = find_dropout(net)[3]
+    with mc_mode(net, sites=[picked, "spatial"]) as handle:
+        assert [s.name for s in handle.enabled] == ["4", "5.1"]
+    with mc_mode(net, sites=lambda s: s.p >= 0.3) as handle:
+        assert [s.name for s in handle.enabled] == ["4", "5.1"]
+
+
+def test_functional_sites_from_probe() -> None:
+    net = nn.Sequential(nn.Linear(8, 8), Custom()).eval()
+    x = torch.randn(4, 8)
+    with pytest.raises(RuntimeError, match="mc_mode: expected at least one dropout site"):
+        mc_mode(net)
+    sites = [s for s in find_dropout(net, probe_inputs=x) if s.control == "functional"]
+    with torch.no_grad(), mc_mode(net, sites=sites) as handle:
+        assert net[1].training and len(handle.enabled) == 2
+        assert not torch.equal(net(x), net(x))
+    assert not net[1].training
+
+
+def test_collateral_rates_are_zeroed_while_open() -> None:
+    class TwoRates(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dropout = 0.2
+            self.layerdrop = 0.5
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
+                return x
+            return nn.functional.dropout(x, self.dropout, self.training)
+
+    m = TwoRates().eval()
+    m.gradient_checkpointing = True
+    with mc_mode(m, sites="element"):
+        assert m.training and m.layerdrop == 0.0 and m.dropout == 0.2
+        assert m.gradient_checkpointing is False
+    assert m.layerdrop == 0.5 and m.gradient_checkpointing is True and not m.training
+
+
+def test_nothing_stochastic_raises() -> None:
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    with pytest.raises(RuntimeError, match=r"dropkit.set_dropout\(model, 0.1\)"):
+        mc_mode(net)
+    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.0))
+    with pytest.raises(RuntimeError, match="got 1 selected sites, none stochastic"):
+        mc_mode(net)
+
+
+def test_bad_sites_raise() -> None:
+    net = make_net().eval()
+    before = state(net)
+    with pytest.raises(ValueError, match="mc_mode: expected sites entry 'decoder.*' to select"):
+        mc_mode(net, sites="decoder.*")
+    with pytest.raises(TypeError, match="mc_mode: expected sites to be None, 'head'"):
+        mc_mode(net, sites=[3])
+    with pytest.raises(TypeError, match="mc_mode: expected model to be a torch.nn.Module"):
+        mc_mode("net")  # type: ignore[arg-type]
+    assert same_state(before, state(net))
+
+
+def test_head_selection_for_plain_models() -> None:
+    net = nn.Sequential()
+    net.add_module("body", nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)))
+    net.add_module("head_drop", nn.Dropout(0.2))
+    net.add_module("head", nn.Linear(2, 2))
+    net.eval()
+    with mc_mode(net, sites="head") as handle:
+        assert [s.name for s in handle.enabled] == ["head_drop"]
+        assert not net.body[1].training
+
+
+def test_guard_warns_once_on_forgotten_eval() -> None:
+    net = bn_net()
+    handle = guard(net)
+    x = torch.randn(4, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.no_grad():
+            net(x)  # eval: silent
+            with mc_mode(net):
+                net(x)  # MC: silent
+        net.train()
+        net(x)  # training with gradients: silent
+    with torch.no_grad(), pytest.warns(DropoutActiveWarning, match="guard: expected dropout off"):
+        net(x)
+    assert handle.warned
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.inference_mode():
+            net(x)  # once per model
+    handle.remove()
+
+
+def test_guard_inference_mode_and_remove() -> None:
+    net = bn_net().train()
+    handle = guard(net)
+    with torch.inference_mode(), pytest.warns(DropoutActiveWarning, match="Call model.eval()"):
+        net(torch.randn(4, 6))
+    net = bn_net().train()
+    handle = guard(net)
+    handle.remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.no_grad():
+            net(torch.randn(4, 6))
+    with pytest.raises(TypeError, match="guard: expected model to be a torch.nn.Module"):
+        guard(None)  # type: ignore[arg-type]
+
+
+def test_guard_silent_when_rates_are_zero() -> None:
+    net = bn_net().train()
+    set_dropout(net, 0.0)
+    guard(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.no_grad():
+            net(torch.randn(4, 6))
