@@ -37,9 +37,9 @@ def test_endpoints_and_holding() -> None:
 
 
 def test_early_late_piecewise() -> None:
-    e, l = S.early(0.1, until=5), S.late(0.2, start=5)
-    assert [e(i) for i in range(4, 7)] == [0.1, 0.0, 0.0]
-    assert [l(i) for i in range(4, 7)] == [0.0, 0.2, 0.2]
+    on_early, on_late = S.early(0.1, until=5), S.late(0.2, start=5)
+    assert [on_early(i) for i in range(4, 7)] == [0.1, 0.0, 0.0]
+    assert [on_late(i) for i in range(4, 7)] == [0.0, 0.2, 0.2]
     pw = S.piecewise([3, 6], [0.0, 0.3, 0.05])  # off, on, nearly off near convergence
     assert [pw(i) for i in range(8)] == [0.0] * 3 + [0.3] * 3 + [0.05] * 2
 

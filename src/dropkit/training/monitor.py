@@ -364,7 +364,9 @@ class OverfitMonitor:
             ValueError: If ``state`` has no ``"history"`` list of pairs.
         """
         history = state.get("history") if isinstance(state, dict) else None
-        if not isinstance(history, list) or any(len(pair) != 2 for pair in history):
+        if not isinstance(history, list) or any(
+            not isinstance(pair, (list, tuple)) or len(pair) != 2 for pair in history
+        ):
             raise _fail(
                 ValueError,
                 "OverfitMonitor.load_state_dict",
