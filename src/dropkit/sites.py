@@ -154,6 +154,7 @@ def _static_sites(model: nn.Module) -> list[DropoutSite]:
                 if parent_reads_child_p(parent, child):
                     kind = child_kind(parent, child, kind)
                     gates = (parent, module)
+            gates = gates + _helpers(module)
             p = float(getattr(module, attr))
             raw.append((path, kind, p, p > 0 and gates[0].training, "module", attr, gates))
         for attr in rate_attributes(module):
@@ -161,6 +162,21 @@ def _static_sites(model: nn.Module) -> list[DropoutSite]:
             kind = attribute_kind(module, attr)
             raw.append((path, kind, p, p > 0 and module.training, "attribute", attr, (module,)))
     return _with_depth(model, raw)
+
+
+def _helpers(site: nn.Module) -> tuple[nn.Module, ...]:
+    # A dropkit module may delegate to hidden helpers that carry the same ``p``
+    # and their own flag (WeightDrop's DropConnect parametrisations).
+    if not isinstance(getattr(type(site), "kind", None), str):
+        return ()
+    return tuple(
+        m
+        for m in site.modules()
+        if m is not site
+        and getattr(type(m), "kind", None) is None
+        and not type(m).__module__.startswith("torch.")
+        and getattr(m, "p", None) == getattr(site, "p", None)
+    )
 
 
 def _with_depth(model: nn.Module, raw: list[tuple]) -> list[DropoutSite]:

@@ -181,7 +181,9 @@ class ConfigPlan:
             values = [want / c for _, c, want in rows if c > _TOL]
             if not values:
                 continue
-            value = max(rows, key=lambda r: r[1])[2] / max(c for _, c, _ in rows)
+            # the deepest site with the largest factor decides (ties: the last one)
+            top = max(range(len(rows)), key=lambda i: (rows[i][1], i))
+            value = rows[top][2] / rows[top][1]
             fits = all(abs(v - value) <= 1e-6 for v in values) and all(
                 want <= _TOL for _, c, want in rows if c <= _TOL
             )
