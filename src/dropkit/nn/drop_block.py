@@ -1,0 +1,235 @@
+"""DropBlock: drop contiguous square regions of convolutional feature maps.
+
+Block centres ("seeds") are drawn with probability ``gamma`` at every position
+where a ``block_size x block_size`` block fits inside the map, and each seed
+zeroes its whole block. Ghiasi et al. set ``gamma`` from ``p`` with a formula
+that ignores overlapping blocks, so the real drop fraction falls short of
+``p``. Here ``gamma`` is solved exactly: a position covered by ``n`` possible
+blocks is dropped with probability ``1 - (1 - gamma)^n``, and ``gamma`` is
+chosen so the mean of that over the map equals ``p``.
+
+Normalisation (``normalize``):
+    - ``"position"`` (default): kept position ``(i, j)`` is scaled by
+      ``1 / (1 - P_ij)`` with ``P_ij`` its exact drop probability, so
+      ``E[output] = input`` element by element (border positions, covered by
+      fewer blocks, are dropped less often and scaled less).
+    - ``"batch"``: the paper's rule, ``count(M) / count_ones(M)`` over the
+      whole mask; the mean of the mask is exactly 1 but each element is only
+      approximately unbiased.
+
+References:
+    Ghiasi, Lin & Le, "DropBlock: A regularization method for convolutional
+    networks", NeurIPS 2018.
+"""
+
+from __future__ import annotations
+
+import functools
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+
+from dropkit._registry import register_dropout
+from dropkit._validation import _fail, check_choice, check_generator, check_int, check_p, check_rank
+from dropkit.kernels import draw_mask
+from dropkit.nn._base import DropoutBase, check_tensor
+
+
+class BlockNorm(str, Enum):
+    """How DropBlock rescales kept activations (see the module docstring)."""
+
+    POSITION = "position"
+    BATCH = "batch"
+
+
+def _coverage(size: int, block: int) -> torch.Tensor:
+    # How many valid block origins cover each position along one axis.
+    i = torch.arange(size, dtype=torch.float64)
+    return (
+        torch.minimum(i, torch.tensor(size - block, dtype=torch.float64))
+        - (i - block + 1).clamp(min=0)
+        + 1
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def block_gamma(height: int, width: int, block_size: int, p: float) -> tuple[float, torch.Tensor]:
+    """Return the seed rate ``gamma`` and per-position drop probabilities.
+
+    Solves ``mean_ij[1 - (1 - gamma)^(a_i b_j)] = p`` by bisection, where
+    ``a_i b_j`` counts the valid blocks covering position ``(i, j)``.
+
+    Args:
+        height: Feature-map height ``H``.
+        width: Feature-map width ``W``.
+        block_size: Side of the square block, at most ``min(H, W)``.
+        p: Target expected drop fraction in ``[0, 1]``.
+
+    Returns:
+        ``gamma`` and the ``(H, W)`` float64 tensor of drop probabilities.
+
+    Example:
+        >>> gamma, probs = block_gamma(5, 5, 1, 0.25)
+        >>> round(gamma, 6), round(probs.mean().item(), 6)
+        (0.25, 0.25)
+    """
+    cover = _coverage(height, block_size)[:, None] * _coverage(width, block_size)[None, :]
+
+    def drop_fraction(gamma: float) -> float:
+        return float((1.0 - (1.0 - gamma) ** cover).mean())
+
+    lo, hi = 0.0, 1.0
+    for _ in range(64):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if drop_fraction(mid) < p else (lo, mid)
+    gamma = 0.0 if p == 0.0 else (1.0 if p == 1.0 else 0.5 * (lo + hi))
+    return gamma, 1.0 - (1.0 - gamma) ** cover
+
+
+def _drop_block(
+    where: str,
+    x: torch.Tensor,
+    p: float,
+    block_size: int,
+    training: bool,
+    normalize: str,
+    inplace: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    p = check_p(where, p, allow_one=True)
+    block_size = check_int(where, block_size, "block_size", minimum=1)
+    norm = check_choice(where, normalize, "normalize", [m.value for m in BlockNorm])
+    check_generator(where, generator)
+    check_tensor(where, x)
+    check_rank(where, x, (3, 4), "(C, H, W) or (N, C, H, W)")
+    h, w = x.shape[-2:]
+    if block_size > min(h, w):
+        raise _fail(
+            ValueError,
+            where,
+            f"block_size <= min(H, W) = {min(h, w)} for an input of shape {tuple(x.shape)}",
+            block_size,
+            f"Use block_size <= {min(h, w)}, or apply it to a larger (earlier) feature map.",
+        )
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x.zero_() if inplace else x * 0.0
+    gamma, probs = block_gamma(h, w, block_size, p)
+    lead = x.shape[:-2]  # (C,) or (N, C)
+    valid = (h - block_size + 1, w - block_size + 1)
+    seeds = (draw_mask((*lead, *valid), gamma, like=x, generator=generator) == 0).to(x.dtype)
+    pad = block_size - 1
+    # a seed at (r, c) covers rows r..r+bs-1, cols c..c+bs-1
+    covered = F.max_pool2d(
+        F.pad(seeds.reshape(-1, 1, *valid), (pad, pad, pad, pad)), block_size, stride=1
+    ).reshape(x.shape)
+    keep = 1.0 - covered
+    if norm == BlockNorm.POSITION.value:
+        keep = keep * (1.0 / (1.0 - probs)).to(device=x.device, dtype=x.dtype)
+    else:
+        keep = keep * (keep.numel() / keep.sum().clamp(min=1.0))
+    return x.mul_(keep) if inplace else x * keep
+
+
+def drop_block2d(
+    x: torch.Tensor,
+    p: float = 0.1,
+    block_size: int = 7,
+    training: bool = True,
+    normalize: BlockNorm | str = BlockNorm.POSITION,
+    generator: torch.Generator | None = None,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """Zero square blocks of each feature map so that a fraction ``p`` is dropped.
+
+    Args:
+        x: Feature maps.
+        p: Expected fraction of positions dropped, in ``[0, 1]``.
+        block_size: Side of the square block, at most ``min(H, W)``.
+        training: Apply DropBlock; identity when ``False``.
+        normalize: ``"position"`` (exactly unbiased per element) or
+            ``"batch"`` (the paper's global rescale).
+        generator: Optional ``torch.Generator``.
+        inplace: Write the result into ``x``.
+
+    Shape:
+        - Input: ``(N, C, H, W)`` or ``(C, H, W)``.
+        - Output: same shape as input.
+
+    Returns:
+        The dropped feature maps.
+
+    Raises:
+        TypeError: If ``p`` is not a float or ``block_size`` not an int.
+        ValueError: If ``p`` is out of range, the input is not 3-D or 4-D, or
+            ``block_size`` exceeds the feature map.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = drop_block2d(torch.ones(8, 4, 9, 9), p=0.3, block_size=3, generator=g)
+        >>> y.shape
+        torch.Size([8, 4, 9, 9])
+    """
+    return _drop_block("drop_block2d", x, p, block_size, training, normalize, inplace, generator)
+
+
+@register_dropout("block")
+class DropBlock2d(DropoutBase):
+    """DropBlock for 2-D feature maps: drop contiguous ``block_size`` squares.
+
+    Stronger than channel or element dropout for convolutional networks, since
+    neighbouring activations carry the same information. ``p`` is the expected
+    dropped fraction (exact, overlaps included); see the module docstring for
+    the normalisation options.
+
+    Args:
+        p: Expected drop fraction in ``[0, 1]``.
+        block_size: Side of the square block.
+        normalize: ``"position"`` or ``"batch"``.
+        inplace: Write the result into the input.
+        generator: Optional ``torch.Generator``.
+
+    Shape:
+        - Input: ``(N, C, H, W)`` or ``(C, H, W)``.
+        - Output: same shape as input.
+
+    Example:
+        >>> DropBlock2d(p=0.1, block_size=5)
+        DropBlock2d(p=0.1, block_size=5, normalize='position')
+    """
+
+    kind = "block"
+    allow_one = True
+
+    def __init__(
+        self,
+        p: float = 0.1,
+        block_size: int = 7,
+        normalize: BlockNorm | str = BlockNorm.POSITION,
+        inplace: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(p, inplace, generator)
+        self.block_size = check_int("DropBlock2d", block_size, "block_size", minimum=1)
+        self.normalize = check_choice(
+            "DropBlock2d", normalize, "normalize", [m.value for m in BlockNorm]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the variant to the input (see the class docstring)."""
+        return _drop_block(
+            type(self).__name__,
+            x,
+            self.p,
+            self.block_size,
+            self.training,
+            self.normalize,
+            self.inplace,
+            self.generator,
+        )
+
+    def extra_repr(self) -> str:
+        """Return the fields shown in the module's ``repr``."""
+        return f"p={self.p}, block_size={self.block_size}, normalize={self.normalize!r}"
