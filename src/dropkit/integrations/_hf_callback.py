@@ -1,0 +1,168 @@
+"""A Hugging Face ``Trainer`` callback that schedules dropout and watches overfitting.
+
+At ``on_step_begin`` the callback applies ``schedule(state.global_step)`` to
+the model through :class:`~dropkit.training.DropoutScheduler` (every site
+kind, config kept in sync), and at ``on_log`` it adds the rate under
+``dropout_p`` to the Trainer's logs and ``state.log_history``. With an
+:class:`~dropkit.training.OverfitMonitor`, every evaluation feeds the last
+logged training loss and ``eval_loss`` to the monitor, keeps the verdicts,
+and stops training when the monitor says so.
+
+Resuming is exact: the rate is a pure function of ``state.global_step``,
+which the Trainer restores from the checkpoint, and the monitor is rebuilt by
+replaying the restored ``log_history``.
+
+References:
+    Liu et al., "Dropout Reduces Underfitting", ICML 2023.
+    Prechelt, "Early Stopping - But When?", 1998.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from dropkit.integrations._extras import require
+from dropkit.training.monitor import OverfitMonitor, Verdict
+from dropkit.training.scheduler import DropoutScheduler
+from dropkit.training.schedules import as_schedule
+
+_transformers = require("transformers", "hf", "dropkit.integrations.hf.DropoutCallback")
+_TrainerCallback: Any = _transformers.TrainerCallback
+
+
+def _loss_pairs(
+    history: Iterable[dict[str, Any]], metric: str
+) -> Iterator[tuple[float, float, float | None]]:
+    """Yield ``(train_loss, val_loss, dropout_p)`` for each evaluation in a log history."""
+    train = None
+    for entry in history:
+        if "loss" in entry:
+            train = entry["loss"]
+        if metric in entry and train is not None:
+            yield train, entry[metric], entry.get("dropout_p")
+
+
+class DropoutCallback(_TrainerCallback):
+    """Schedule dropout in a ``transformers.Trainer`` and log the rate.
+
+    Args:
+        schedule: A schedule from :mod:`dropkit.schedules`, any callable
+            ``step -> p``, or a constant float.
+        monitor: Optional :class:`~dropkit.training.OverfitMonitor` fed at each
+            evaluation (needs ``eval_strategy`` and training-loss logging).
+        kinds: Only sites of these kinds.
+        where: Only sites whose path matches this glob, regex or predicate.
+        depth_profile: Optional multiplier by depth fraction.
+        log_key: Name of the logged rate.
+        metric: Evaluation metric given to the monitor as the validation loss.
+        early_stop: Stop training when the monitor's verdict says ``stop``.
+
+    Attributes:
+        scheduler: The :class:`DropoutScheduler`, built at ``on_train_begin``.
+        verdicts: The monitor's verdicts, one per evaluation of this run.
+
+    Example:
+        >>> import dropkit
+        >>> from dropkit.integrations.hf import DropoutCallback
+        >>> callback = DropoutCallback(dropkit.schedules.cosine(0.3, 0.0, steps=1000))
+        >>> # Trainer(model, args, train_dataset=..., callbacks=[callback]).train()
+    """
+
+    def __init__(
+        self,
+        schedule: Callable[[int], Any] | float,
+        monitor: OverfitMonitor | None = None,
+        kinds: str | Iterable[str] | None = None,
+        where: Any = None,
+        depth_profile: Callable[[float], Any] | None = None,
+        *,
+        log_key: str = "dropout_p",
+        metric: str = "eval_loss",
+        early_stop: bool = True,
+    ) -> None:
+        self.schedule = as_schedule(schedule)
+        if monitor is not None and not isinstance(monitor, OverfitMonitor):
+            from dropkit._validation import _fail
+
+            raise _fail(
+                TypeError,
+                "DropoutCallback",
+                "monitor to be an OverfitMonitor or None",
+                type(monitor).__name__,
+                "Pass dropkit.training.OverfitMonitor(patience=3).",
+            )
+        self.monitor = monitor
+        self.kinds = kinds
+        self.where = where
+        self.depth_profile = depth_profile
+        self.log_key = log_key
+        self.metric = metric
+        self.early_stop = early_stop
+        self.scheduler: DropoutScheduler | None = None
+        self.verdicts: list[Verdict] = []
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Bind to the model, apply the rate of the current step, rebuild the monitor."""
+        model = kwargs.get("model")
+        if model is None:
+            raise RuntimeError(
+                "DropoutCallback: expected the Trainer to pass its model to on_train_begin, "
+                "but got None. Add the callback to a transformers.Trainer."
+            )
+        self.scheduler = DropoutScheduler(
+            model,
+            self.schedule,
+            kinds=self.kinds,
+            where=self.where,
+            depth_profile=self.depth_profile,
+        )
+        self.scheduler.step(state.global_step, force=True)
+        self.verdicts = []
+        if self.monitor is not None:
+            self.monitor.reset()
+            for train, val, p in _loss_pairs(state.log_history, self.metric):
+                self.monitor.update(train, val, p=p)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Apply ``schedule(state.global_step)`` before the step's forward pass."""
+        if self.scheduler is not None:
+            self.scheduler.step(state.global_step)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        """Add the rate used by the last step to the logs and the log history."""
+        if self.scheduler is None or self.scheduler.current_p is None or logs is None:
+            return
+        p = self.scheduler.current_p
+        logs[self.log_key] = p
+        # Trainer.log appends a copy of ``logs`` to the history before calling
+        # on_log; add the rate to that copy too.
+        last = state.log_history[-1] if state.log_history else None
+        if isinstance(last, dict) and all(
+            last.get(k) is v for k, v in logs.items() if k != self.log_key
+        ):
+            last[self.log_key] = p
+
+    def on_evaluate(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        metrics: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Feed the last training loss and the evaluation loss to the monitor."""
+        if self.monitor is None or not metrics or self.metric not in metrics:
+            return
+        # Feed every evaluation the monitor has not seen yet (normally just this one).
+        pairs = list(_loss_pairs(state.log_history, self.metric))
+        p = self.scheduler.current_p if self.scheduler is not None else None
+        for train, val, _ in pairs[len(self.monitor.history) :]:
+            verdict = self.monitor.update(
+                train, val, p=p, weight_decay=getattr(args, "weight_decay", None)
+            )
+            self.verdicts.append(verdict)
+            if verdict.stop and self.early_stop:
+                control.should_training_stop = True

@@ -1,0 +1,162 @@
+"""A Lightning callback that schedules dropout and watches overfitting.
+
+At ``on_train_batch_start`` the callback applies
+``schedule(trainer.global_step)`` to the ``LightningModule`` through
+:class:`~dropkit.training.DropoutScheduler` and logs it with
+``pl_module.log("dropout_p", ...)``. With an
+:class:`~dropkit.training.OverfitMonitor`, each epoch that ran validation
+feeds the epoch's training and validation losses (``train_loss`` /
+``val_loss`` by default, as logged by the module) to the monitor and stops
+training when the verdict says so.
+
+Resuming from a checkpoint (``trainer.fit(..., ckpt_path=...)``) continues
+the schedule at the restored ``global_step``; the monitor's history travels
+in the checkpoint through :meth:`DropoutCallback.state_dict`.
+
+References:
+    Liu et al., "Dropout Reduces Underfitting", ICML 2023.
+    Prechelt, "Early Stopping - But When?", 1998.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from dropkit._validation import _fail
+from dropkit.integrations._extras import require
+from dropkit.training.monitor import OverfitMonitor, Verdict
+from dropkit.training.scheduler import DropoutScheduler
+from dropkit.training.schedules import as_schedule
+
+_pl = require("lightning.pytorch", "lightning", "dropkit.integrations.lightning")
+_Callback: Any = _pl.Callback
+
+__all__ = ["DropoutCallback"]
+
+
+class DropoutCallback(_Callback):
+    """Schedule dropout in a ``lightning.pytorch.Trainer`` and log the rate.
+
+    Args:
+        schedule: A schedule from :mod:`dropkit.schedules`, any callable
+            ``step -> p``, or a constant float.
+        monitor: Optional :class:`~dropkit.training.OverfitMonitor`.
+        kinds: Only sites of these kinds.
+        where: Only sites whose path matches this glob, regex or predicate.
+        depth_profile: Optional multiplier by depth fraction.
+        log_key: Name of the logged rate.
+        train_loss_key: Epoch-level training loss in ``trainer.callback_metrics``.
+        val_loss_key: Validation loss in ``trainer.callback_metrics``.
+        early_stop: Stop training when the monitor's verdict says ``stop``.
+
+    Attributes:
+        scheduler: The :class:`DropoutScheduler`, built at ``on_train_start``.
+        verdicts: The monitor's verdicts, one per validated epoch of this run.
+
+    Example:
+        >>> import dropkit
+        >>> from dropkit.integrations.lightning import DropoutCallback
+        >>> callback = DropoutCallback(dropkit.schedules.early(0.1, until=500))
+        >>> # lightning.pytorch.Trainer(callbacks=[callback]).fit(module, loader)
+    """
+
+    def __init__(
+        self,
+        schedule: Callable[[int], Any] | float,
+        monitor: OverfitMonitor | None = None,
+        kinds: str | Iterable[str] | None = None,
+        where: Any = None,
+        depth_profile: Callable[[float], Any] | None = None,
+        *,
+        log_key: str = "dropout_p",
+        train_loss_key: str = "train_loss",
+        val_loss_key: str = "val_loss",
+        early_stop: bool = True,
+    ) -> None:
+        super().__init__()
+        if monitor is not None and not isinstance(monitor, OverfitMonitor):
+            raise _fail(
+                TypeError,
+                "DropoutCallback",
+                "monitor to be an OverfitMonitor or None",
+                type(monitor).__name__,
+                "Pass dropkit.training.OverfitMonitor(patience=3).",
+            )
+        self.schedule = as_schedule(schedule)
+        self.monitor = monitor
+        self.kinds = kinds
+        self.where = where
+        self.depth_profile = depth_profile
+        self.log_key = log_key
+        self.train_loss_key = train_loss_key
+        self.val_loss_key = val_loss_key
+        self.early_stop = early_stop
+        self.scheduler: DropoutScheduler | None = None
+        self.verdicts: list[Verdict] = []
+        self._val_loss: float | None = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """Bind to the module and apply the rate of the (restored) global step."""
+        self.scheduler = DropoutScheduler(
+            pl_module,
+            self.schedule,
+            kinds=self.kinds,
+            where=self.where,
+            depth_profile=self.depth_profile,
+        )
+        self.scheduler.step(trainer.global_step, force=True)
+        self.verdicts = []
+
+    def on_train_batch_start(
+        self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Apply ``schedule(trainer.global_step)`` and log it."""
+        if self.scheduler is None:
+            return
+        p = self.scheduler.step(trainer.global_step)
+        pl_module.log(self.log_key, p, on_step=True, on_epoch=False, batch_size=1)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Remember the validation loss of this epoch (not of the sanity check)."""
+        if self.monitor is None or trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.val_loss_key)
+        if value is None:
+            raise RuntimeError(
+                f"DropoutCallback: expected {self.val_loss_key!r} in trainer.callback_metrics, "
+                f"but got keys {sorted(trainer.callback_metrics)}. Log it in validation_step "
+                "with self.log(...) or pass val_loss_key=."
+            )
+        self._val_loss = float(value)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Feed the epoch's losses to the monitor when validation ran this epoch."""
+        if self.monitor is None or self._val_loss is None:
+            return
+        value = trainer.callback_metrics.get(self.train_loss_key)
+        if value is None:
+            raise RuntimeError(
+                f"DropoutCallback: expected {self.train_loss_key!r} in trainer.callback_metrics, "
+                f"but got keys {sorted(trainer.callback_metrics)}. Log it in training_step with "
+                "self.log(..., on_epoch=True) or pass train_loss_key=."
+            )
+        p = self.scheduler.current_p if self.scheduler is not None else None
+        verdict = self.monitor.update(float(value), self._val_loss, p=p)
+        self._val_loss = None
+        self.verdicts.append(verdict)
+        if verdict.stop and self.early_stop:
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        """Scheduler position and monitor history, saved in Lightning checkpoints."""
+        return {
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "monitor": None if self.monitor is None else self.monitor.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the monitor history; the schedule resumes from ``global_step``."""
+        monitor_state = state_dict.get("monitor")
+        if self.monitor is not None and monitor_state is not None:
+            self.monitor.load_state_dict(monitor_state)
