@@ -248,3 +248,11 @@ def test_guard_silent_when_rates_are_zero() -> None:
         warnings.simplefilter("error")
         with torch.no_grad():
             net(torch.randn(4, 6))
+
+
+def test_guard_warning_points_at_the_callers_line() -> None:
+    net = bn_net().train()
+    guard(net)
+    with torch.no_grad(), pytest.warns(DropoutActiveWarning) as record:
+        net(torch.randn(4, 6))
+    assert record[0].filename == __file__

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from dropkit._validation import check_module, check_p
-from dropkit.sites import DropoutSite, check_kinds, find_dropout, match_where
+from dropkit.sites import DropoutSite, _static_sites, _with_depth, check_kinds, match_where
 
 _TOL = 1e-9
 
@@ -75,19 +75,32 @@ def apply_set_dropout(
     check_module("set_dropout", model)
     kind_set = check_kinds("set_dropout", kinds)
     rule = _rule(p)
-    sites = [s for s in find_dropout(model) if s.control in ("module", "attribute")]
-    chosen = [
-        s for s in sites if (kind_set is None or s.kind in kind_set) and match_where(where, s)
+    sites = [s for s in _static_sites(model) if s.control in ("module", "attribute")]
+    chosen = [s for s in sites if _selected(s, kind_set, where)]
+    plans = hf.config_plans(model)
+    latent = [
+        s
+        for s in _with_depth(model, hf.config_sites_of(plans))
+        if _selected(s, kind_set, where) and (rule(s) or 0.0) > 0
     ]
-    if not chosen:
+    if latent:
+        fields = ", ".join(f"{s.attr}={s.p}" for s in latent)
         warnings.warn(
-            f"set_dropout: expected where={where!r} and kinds={kinds!r} to select at least "
-            f"one of the model's {len(sites)} dropout sites, but they select none. Nothing "
-            "was changed; list the sites with dropkit.find_dropout(model).",
+            f"set_dropout: expected live sites for the config fields {fields}, but the "
+            "model was built without them (rate 0 builds no module), so they cannot be "
+            "switched on in place and the config was left as is. Rebuild the model with "
+            f"the rate, e.g. from_pretrained(path, {latent[0].attr}=0.1).",
             stacklevel=3,
         )
+    if not chosen:
+        if not latent:
+            warnings.warn(
+                f"set_dropout: expected where={where!r} and kinds={kinds!r} to select at "
+                f"least one of the model's {len(sites)} dropout sites, but they select none. "
+                "Nothing was changed; list the sites with dropkit.find_dropout(model).",
+                stacklevel=3,
+            )
         return []
-    plans = hf.config_plans(model)
     owner = {s.name: plan for plan in plans for s in sites if plan.owns(s)}
     targets: dict[str, float] = {}
     for site in chosen:
@@ -98,6 +111,22 @@ def apply_set_dropout(
         if new is None:
             continue
         targets[site.name] = new * scale if scaled and scale is not None else new
+    roots = [prefix for prefix, _ in hf.pretrained_roots(model)]
+    unsaved = [
+        s.name
+        for s in chosen
+        if s.name in targets
+        and targets[s.name] != s.p
+        and s.name not in owner
+        and any(r == "" or s.path.startswith(r + ".") for r in roots)
+    ]
+    if unsaved:
+        warnings.warn(
+            f"set_dropout: expected every changed site of a Hugging Face model to be built "
+            f"from a config field, but {len(unsaved)} are not ({', '.join(unsaved[:3])}). "
+            "They change live, but save_pretrained/from_pretrained will not keep their rates.",
+            stacklevel=3,
+        )
     ops: list[tuple[Any, str, Any, Any]] = []
     changes: list[DropoutChange] = []
     for site in chosen:
@@ -110,10 +139,14 @@ def apply_set_dropout(
         )
     for plan in plans:
         for field, old, new, kind in plan.solve(sites, targets):
-            ops.append((plan.root.config, field, old, new))
+            ops.append((*hf.field_owner(plan.root.config, field), old, new))
             changes.append(DropoutChange(plan.prefix, field, kind, "config", old, new))
     _apply(ops)
     return changes
+
+
+def _selected(site: DropoutSite, kinds: frozenset[str] | None, where: Any) -> bool:
+    return (kinds is None or site.kind in kinds) and match_where(where, site)
 
 
 def callable_rule(p: Any) -> bool:

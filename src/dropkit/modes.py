@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dropkit._validation import check_module
-from dropkit.sites import KINDS, DropoutSite, find_dropout, match_where
+from dropkit.sites import KINDS, DropoutSite, _static_sites, match_where
 
 __all__ = ["mc_mode", "MCMode", "guard", "GuardHandle", "DropoutActiveWarning"]
 
@@ -42,7 +42,7 @@ SiteSpec = str | re.Pattern[str] | DropoutSite | Callable[[DropoutSite], bool]
 
 def select_sites(model: nn.Module, sites: Any, where: str = "mc_mode") -> list[DropoutSite]:
     """Resolve a ``sites`` argument (see :func:`mc_mode`) to a list of sites."""
-    found = find_dropout(model)
+    found = _static_sites(model)
     if sites is None:
         return found
     specs: Iterable[Any] = (
@@ -95,7 +95,7 @@ class MCMode:
     def __init__(self, model: nn.Module, sites: Any = None) -> None:
         check_module("mc_mode", model)
         selected = select_sites(model, sites)
-        self.enabled: list[DropoutSite] = [s for s in selected if s.p > 0]
+        self.enabled: list[DropoutSite] = [s for s in selected if s.p > 0 and s.gates]
         if not self.enabled:
             raise RuntimeError(
                 f"mc_mode: expected at least one dropout site with p > 0, but got "
@@ -118,7 +118,7 @@ class MCMode:
             for gate in site.gates:
                 gates[id(gate)] = gate
         # Other rates that a flipped gate reads would start dropping too: zero them.
-        for site in find_dropout(model):
+        for site in _static_sites(model):
             if site.name in chosen or site.control == "functional" or not site.gates:
                 continue
             if id(site.gates[0]) in gates and site.p > 0 and site.module is not None:
@@ -214,7 +214,7 @@ class GuardHandle:
     """Handle of :func:`guard`; call :meth:`remove` to uninstall it."""
 
     def __init__(self, model: nn.Module) -> None:
-        self._sites = [s for s in find_dropout(model) if s.gates]
+        self._sites = [s for s in _static_sites(model) if s.gates]
         self.warned = False
         self._hook = model.register_forward_pre_hook(self._check)
 
@@ -237,12 +237,25 @@ class GuardHandle:
                 f"{len(active)} dropout sites are active ({names}, ...). Call "
                 "model.eval() for inference, or use dropkit.mc_mode(model) for MC dropout.",
                 DropoutActiveWarning,
-                stacklevel=2,
+                stacklevel=_caller_level(),
             )
 
     def remove(self) -> None:
         """Remove the hook (idempotent)."""
         self._hook.remove()
+
+
+def _caller_level() -> int:
+    # The hook runs inside torch's Module.__call__: point the warning at the user's
+    # line that called the model, the first frame outside torch and dropkit.
+    import os
+    import sys
+
+    skip = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
 
 
 def guard(model: nn.Module) -> GuardHandle:

@@ -55,7 +55,8 @@ class DropoutSite:
             time), ``"config"`` (a config field only) or ``"functional"`` (a call
             seen by the probe, with no knob to set).
         attr: Name of the rate attribute (``p``, ``drop_prob``,
-            ``attention_dropout``, ...); None for functional sites.
+            ``attention_dropout``, ...) or, for config sites, the config field;
+            None for functional sites.
         gate_paths: Paths of the modules whose ``training`` flag switches the
             site; the first one is the flag that decides ``active``.
         depth: Ordinal of the block holding the site among the blocks that hold
@@ -95,7 +96,9 @@ class DropoutSite:
         return self.path
 
 
-def find_dropout(model: nn.Module, *, probe_inputs: Any = None) -> list[DropoutSite]:
+def find_dropout(
+    model: nn.Module, *, probe_inputs: Any = None, config: bool = True
+) -> list[DropoutSite]:
     """List every dropout site of ``model``, in module order.
 
     Modules and float attributes are found by inspection (no forward). With
@@ -107,11 +110,19 @@ def find_dropout(model: nn.Module, *, probe_inputs: Any = None) -> list[DropoutS
     with dropout sites switched on, BatchNorm kept in eval, and every buffer and
     training flag restored afterwards.
 
+    For Hugging Face models, config fields that would build sites the live
+    model lacks (ConvNeXt loaded with ``drop_path_rate=0`` has ``nn.Identity``
+    where ``DropPath`` would be) are reported as ``control="config"`` sites with
+    ``attr`` = the field: ``set_dropout`` cannot switch them on live, the model
+    must be rebuilt with that field.
+
     Args:
         model: Any module.
         probe_inputs: Optional inputs for the probe forward: a tensor, a tuple of
             positional arguments, or a mapping of keyword arguments (Hugging Face
             ``input_ids=...``).
+        config: Whether to report config-only sites (builds the model class on
+            the ``meta`` device once per dropout-like config field).
 
     Returns:
         The sites, one per rate (a BERT attention layer gives one ``attention``
@@ -127,12 +138,17 @@ def find_dropout(model: nn.Module, *, probe_inputs: Any = None) -> list[DropoutS
     """
     check_module("find_dropout", model)
     sites = _static_sites(model)
+    extra: list[tuple] = []
     if probe_inputs is not None:
         from dropkit._probe import probe_functional
 
-        extra = probe_functional(model, probe_inputs, sites)
-        if extra:
-            sites = _with_depth(model, [_strip_depth(s) for s in sites] + extra)
+        extra += probe_functional(model, probe_inputs, sites)
+    if config:
+        from dropkit.integrations.hf import config_sites
+
+        extra += config_sites(model)
+    if extra:
+        sites = _with_depth(model, [_strip_depth(s) for s in sites] + extra)
     return sites
 
 
@@ -199,7 +215,7 @@ def _with_depth(model: nn.Module, raw: list[tuple]) -> list[DropoutSite]:
         else:
             fraction = depth / (len(blocks) - 1) if len(blocks) > 1 else 1.0
         ints = [int(c) for c in path.split(".")[:-1] if _INT.match(c)]
-        module = gates[-1] if control == "module" else gates[0]
+        module = None if not gates else gates[-1] if control == "module" else gates[0]
         sites.append(
             DropoutSite(
                 path=path,
@@ -288,7 +304,8 @@ def set_dropout(
         where: Only sites whose path matches this glob (``"encoder.layer.1*"``,
             matched against ``path`` and ``path.attr``), regex (searched in
             ``path.attr``) or predicate on the site. Functional sites (no knob)
-            are never changed.
+            are never changed. Models without a config (timm, plain PyTorch) get
+            ``p`` literally at every selected site.
 
     Returns:
         One :class:`~dropkit._setter.DropoutChange` per changed rate, live sites
@@ -299,8 +316,11 @@ def set_dropout(
         ValueError: If a rate is outside ``[0, 1)`` or a kind is unknown.
 
     Warns:
-        UserWarning: If ``where`` / ``kinds`` select no site (nothing changes),
-        or a config field cannot express the new per-site rates.
+        UserWarning: If ``where`` / ``kinds`` select no site (nothing changes);
+        if a config field cannot express the new per-site rates, or a changed
+        site of a Hugging Face model is built by no config field (the live rate
+        changes, a reload would not keep it); if a selected config-only site
+        (see :func:`find_dropout`) would need modules the model was built without.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.2))

@@ -210,6 +210,10 @@ def test_set_dropout_rates_really_apply_and_survive_reload(name: str, seed: int,
     assert changes and any(c.control == "config" for c in changes)
     expected = {p for s, p in live.items() if p > 0}
     inputs = make_inputs()
+    # static discovery explains every dropout call the probe forward observes
+    probed = find_dropout(model, probe_inputs=inputs, config=False)
+    assert [s for s in probed if s.control == "functional"] == []
+    assert {s.name: s.p for s in probed} == live
     with mc_mode(model) as handle:
         assert {s.kind for s in handle.enabled} == (
             {"path"}
@@ -380,3 +384,72 @@ def test_minilm_classifier_head_only(minilm_dir, seed: int) -> None:
             assert not model.bert.encoder.layer[0].attention.self.training
             assert not torch.equal(model(**inputs).logits, model(**inputs).logits)
         assert torch.equal(model(**inputs).logits, ref)
+
+
+def test_convnext_built_without_drop_path_reports_config_site() -> None:
+    config, cls, _ = tiny("convnext")
+    config.drop_path_rate = 0.0
+    model = cls(config).eval()
+    sites = find_dropout(model)
+    assert [(s.path, s.kind, s.p, s.control, s.attr, s.active) for s in sites] == [
+        ("", "path", 0.0, "config", "drop_path_rate", False)
+    ]
+    with pytest.warns(UserWarning, match=r"config fields drop_path_rate=0.0, but the model"):
+        assert set_dropout(model, 0.2) == []
+    assert model.config.drop_path_rate == 0.0
+    with pytest.raises(RuntimeError, match="set_dropout"):
+        mc_mode(model)
+
+
+def test_sub_configs_are_updated(tmp_path) -> None:
+    T = transformers
+    config = T.CLIPConfig(
+        text_config=dict(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+        ),
+        vision_config=dict(
+            image_size=16,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+        ),
+        projection_dim=16,
+    )
+    model = T.CLIPModel(config).eval()
+    changes = set_dropout(model, 0.2, kinds="attention")
+    fields = sorted(c.attr for c in changes if c.control == "config")
+    assert fields == ["text_config.attention_dropout", "vision_config.attention_dropout"]
+    assert model.config.text_config.attention_dropout == 0.2
+    model.save_pretrained(tmp_path)
+    again = T.CLIPModel.from_pretrained(tmp_path)
+    assert {s.name: s.p for s in find_dropout(again)} == {s.name: s.p for s in find_dropout(model)}
+
+
+def test_sites_not_built_by_the_config_warn(tmp_path) -> None:
+    model, _ = build("bert")
+    model.bert.pooler.add_module("extra", nn.Dropout(0.1))  # not in any config field
+    with pytest.warns(UserWarning, match=r"but 1 are not \(bert.pooler.extra\)"):
+        changes = set_dropout(model, 0.3)
+    assert model.bert.pooler.extra.p == 0.3 and model.config.hidden_dropout_prob == 0.3
+    assert any(c.attr == "attention_probs_dropout_prob" for c in changes)
+
+
+def test_bad_input_leaves_hf_model_unchanged() -> None:
+    model, _ = build("gpt2")
+    before = snapshot(model)
+    config = model.config.to_dict()
+    with pytest.raises(ValueError, match=r"set_dropout: expected p\['attention'\] in \[0, 1\)"):
+        set_dropout(model, {"element": 0.3, "attention": 1.0})
+    with pytest.raises(ValueError, match="Known kinds: element, spatial"):
+        set_dropout(model, 0.3, kinds=["element", "dropconnect"])
+    with pytest.warns(UserWarning, match="select none"):
+        set_dropout(model, 0.3, where="decoder.*")
+    assert_same(before, snapshot(model))
+    assert model.config.to_dict() == config

@@ -98,26 +98,41 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _meta_rates(root: nn.Module, config: Any) -> dict[tuple[str, str], float]:
+def _meta_rates(root: nn.Module, config: Any) -> dict[tuple[str, str], tuple[float, str]]:
     from dropkit.sites import _static_sites
 
     with _quiet(), torch.device("meta"):
         clone = type(root)(config)
-    return {
-        (s.path, str(s.attr)): s.p
-        for s in _static_sites(clone)
-        if s.control in ("module", "attribute")
-    }
+    return {(s.path, str(s.attr)): (s.p, s.kind) for s in _static_sites(clone)}
 
 
-def _drop_fields(config: Any) -> list[str]:
+def _drop_fields(config: Any, prefix: str = "") -> list[str]:
+    # Dropout-like fields, dotted into sub-configs (``text_config.attention_dropout``).
     fields = []
     for key, value in config.to_dict().items():
+        sub = getattr(config, key, None)
+        if isinstance(value, dict) and hasattr(sub, "to_dict"):
+            fields += _drop_fields(sub, f"{prefix}{key}.")
+            continue
         if "drop" not in key.lower() or isinstance(value, bool):
             continue
         if value is None or isinstance(value, numbers.Real):
-            fields.append(key)
+            fields.append(prefix + key)
     return fields
+
+
+def field_owner(config: Any, field: str) -> tuple[Any, str]:
+    """The (sub-)config object holding a dotted ``field`` and the leaf name."""
+    *parents, leaf = field.split(".")
+    for name in parents:
+        config = getattr(config, name)
+    return config, leaf
+
+
+def get_field(config: Any, field: str) -> Any:
+    """Read a dotted config field (None when unset)."""
+    obj, leaf = field_owner(config, field)
+    return getattr(obj, leaf, None)
 
 
 @dataclass
@@ -127,12 +142,17 @@ class ConfigPlan:
     Attributes:
         prefix: Path of the ``PreTrainedModel`` inside the model (``""`` = root).
         root: The ``PreTrainedModel``.
-        fields: ``field -> {(relative path, attr): factor}``.
+        fields: Mapping ``field -> {(relative path, attr): factor}``.
+        kinds: ``field -> kind`` of the sites it builds.
+        missing: Fields whose sites the live model lacks (built with rate 0,
+            e.g. ConvNeXt's DropPath replaced by ``nn.Identity``).
     """
 
     prefix: str
     root: nn.Module
     fields: dict[str, dict[tuple[str, str], float]]
+    kinds: dict[str, str]
+    missing: list[str]
 
     def _key(self, site: DropoutSite) -> tuple[str, str] | None:
         if self.prefix and not (
@@ -197,7 +217,7 @@ class ConfigPlan:
                     stacklevel=4,
                 )
                 value = min(max(value, 0.0), 0.999999)
-            old = getattr(self.root.config, field, None)
+            old = get_field(self.root.config, field)
             if old is None or abs(float(old) - value) > _TOL:
                 out.append((field, old, value, rows[0][0].kind))
         return out
@@ -205,6 +225,8 @@ class ConfigPlan:
 
 def config_plans(model: nn.Module) -> list[ConfigPlan]:
     """Measure the config -> site mapping of every ``PreTrainedModel`` in ``model``."""
+    from dropkit.sites import _static_sites
+
     plans = []
     for prefix, root in pretrained_roots(model):
         base_config = root.config
@@ -212,25 +234,45 @@ def config_plans(model: nn.Module) -> list[ConfigPlan]:
             base = _meta_rates(root, copy.deepcopy(base_config))
         except Exception:  # noqa: BLE001 - a class that cannot rebuild from its config
             continue
-        fields: dict[str, dict[tuple[str, str], float]] = {}
+        live = {(s.path, str(s.attr)) for s in _static_sites(root)}
+        plan = ConfigPlan(prefix, root, {}, {}, [])
         for field in _drop_fields(base_config):
-            current = getattr(base_config, field, None)
+            current = get_field(base_config, field)
             marker = _MARKERS[1] if current == _MARKERS[0] else _MARKERS[0]
             config = copy.deepcopy(base_config)
-            setattr(config, field, marker)
+            setattr(*field_owner(config, field), marker)
             try:
                 rates = _meta_rates(root, config)
             except Exception:  # noqa: BLE001 - the marker is not valid for this field
                 continue
             moved = {
                 key: rate / marker
-                for key, rate in rates.items()
-                if abs(rate - base.get(key, 0.0)) > _TOL
+                for key, (rate, _) in rates.items()
+                if abs(rate - base.get(key, (0.0, ""))[0]) > _TOL
             }
             if moved:
-                fields[field] = moved
-        plans.append(ConfigPlan(prefix, root, fields))
+                plan.fields[field] = moved
+                plan.kinds[field] = rates[next(iter(moved))][1]
+                if not live & moved.keys():
+                    plan.missing.append(field)
+        plans.append(plan)
     return plans
+
+
+def config_sites(model: nn.Module) -> list[tuple]:
+    """Raw ``control="config"`` sites: config fields whose sites the model lacks."""
+    return config_sites_of(config_plans(model))
+
+
+def config_sites_of(plans: list[ConfigPlan]) -> list[tuple]:
+    """Raw config-only sites of already measured plans."""
+    rows = []
+    for plan in plans:
+        for field in plan.missing:
+            value = get_field(plan.root.config, field)
+            p = float(value) if value is not None else 0.0
+            rows.append((plan.prefix, plan.kinds[field], p, False, "config", field, ()))
+    return rows
 
 
 def __getattr__(name: str) -> object:
