@@ -1,0 +1,122 @@
+"""CPU dropout kernel compiled with numba: one fused pass, all cores, no mask.
+
+Each output element is ``x[i] * (scale if hash(seed, i) >= t else 0)`` (see
+:mod:`dropkit.kernels._hash`), computed in chunks of ``2**16`` elements that
+``prange`` spreads over the threads. The mask is a function of the logical
+index only, so it is the same for any thread count. Compiled lazily on first
+use per dtype (about a second per signature) and cached on disk
+(``cache=True``), so later processes start in milliseconds.
+
+The module imports numba at import time; :mod:`dropkit.kernels._ops` imports
+it only when numba is installed (the ``fast`` extra).
+
+References:
+    Lam, Pitrou and Seibert, "Numba: a LLVM-based Python JIT compiler",
+    LLVM-HPC 2015.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+from dropkit.kernels import _hash
+
+CHUNK = 1 << 16  # elements per parallel task
+_M32 = np.uint64(_hash.M32)
+_A1, _A2 = np.uint64(_hash.A1), np.uint64(_hash.A2)
+_B1, _B2 = np.uint64(_hash.B1), np.uint64(_hash.B2)
+_GOLDEN = np.uint64(_hash.GOLDEN)
+_S15, _S16, _S32 = np.uint64(15), np.uint64(16), np.uint64(32)
+
+
+@njit(inline="always", cache=True)
+def _mix(lo, k0, kb):  # type: ignore[no-untyped-def]
+    # numba widens to 64 bits; masking keeps every product a 32-bit word.
+    h = lo ^ k0
+    h ^= h >> _S16
+    h = (h * _A1) & _M32
+    h ^= h >> _S15
+    h = (h * _A2) & _M32
+    h ^= h >> _S16
+    h ^= kb
+    h ^= h >> _S16
+    h = (h * _B1) & _M32
+    h ^= h >> _S15
+    h = (h * _B2) & _M32
+    h ^= h >> _S15
+    return h
+
+
+@njit(inline="always", cache=True)
+def _chunk(x, out, c, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
+    zero = scale - scale  # 0 in the dtype of scale (an int literal would widen it)
+    for i in range(c * CHUNK, min(c * CHUNK + CHUNK, x.size)):
+        idx = base + np.uint64(i)
+        kb = k1 ^ (((idx >> _S32) * _GOLDEN) & _M32)
+        h = _mix(idx & _M32, k0, kb)
+        out[i] = x[i] * (scale if h >= t else zero)
+
+
+# k0, k1 and base arrive as Python ints (cheaper to pass than numpy scalars)
+# and are made unsigned before any arithmetic: int64 op uint64 gives float64.
+@njit(parallel=True, cache=True, fastmath=False, nogil=True)
+def _dropout_parallel(x, out, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
+    base, k0, k1 = np.uint64(base), np.uint64(k0), np.uint64(k1)
+    for c in prange((x.size + CHUNK - 1) // CHUNK):
+        _chunk(x, out, c, base, k0, k1, t, scale)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _dropout_serial(x, out, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
+    base, k0, k1 = np.uint64(base), np.uint64(k0), np.uint64(k1)
+    for c in range((x.size + CHUNK - 1) // CHUNK):
+        _chunk(x, out, c, base, k0, k1, t, scale)
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(t: int, dtype: np.dtype) -> tuple[np.uint64, np.floating]:
+    """Threshold and scale as the numpy scalars the kernel is compiled for."""
+    return np.uint64(t), dtype.type(_hash.scale(t))
+
+
+#: Below this many elements the single-threaded kernel is faster than waking
+#: the thread pool (measured by ``dropkit bench kernels``: ~10 us per launch).
+PARALLEL_MIN = 1 << 15
+_MAIN_PID = os.getpid()
+# The workqueue layer (used when no OpenMP runtime is found) is not
+# thread-safe; a lock keeps concurrent callers from entering it together.
+_LOCK = threading.Lock()
+
+
+def _threads() -> int:
+    limit = int(getattr(numba.config, "NUMBA_NUM_THREADS"))  # noqa: B009 (untyped attribute)
+    want = max(1, min(torch.get_num_threads(), limit))
+    if numba.get_num_threads() != want:
+        numba.set_num_threads(want)
+    return want
+
+
+def dropout_(x: torch.Tensor, out: torch.Tensor, seed: int, t: int, base: int = 0) -> None:
+    """Write ``x * mask * scale`` into ``out`` (both contiguous, may alias).
+
+    ``x`` is float32 or float64 (callers convert half precision); the scale is
+    ``1 / (1 - t / 2**32)`` rounded to ``x.dtype``. ``base`` is the logical
+    index of ``x``'s first element (0 but in tests of the index high word).
+    """
+    k0, k1 = _hash.keys(seed)
+    xs, os_ = x.detach().numpy().reshape(-1), out.detach().numpy().reshape(-1)
+    args = (xs, os_, base, k0, k1, *_constants(t, xs.dtype))
+    # GNU OpenMP is not fork-safe: a forked child (e.g. a DataLoader worker)
+    # runs the serial kernel instead of touching the parent's thread pool.
+    if xs.size < PARALLEL_MIN or _threads() == 1 or os.getpid() != _MAIN_PID:
+        _dropout_serial(*args)
+        return
+    with _LOCK:
+        _dropout_parallel(*args)

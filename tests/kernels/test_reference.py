@@ -1,0 +1,135 @@
+"""Every backend against the naive reference hash, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from dropkit.kernels import _hash, _ops, effective_p, seeded_dropout
+
+from . import _reference as ref
+
+SEEDS = (0, 12345, -1, 2**63 - 1)
+N = 3000
+
+
+def _numba_kernel():
+    mod = _ops._backend("numba")
+    if mod is None:
+        pytest.skip("numba (the 'fast' extra) is not installed")
+    return mod
+
+
+def _expected(x: torch.Tensor, seed: int, p: float, base: int = 0) -> torch.Tensor:
+    keep = torch.tensor(ref.keep_mask(seed, p, x.numel(), base)).view(x.shape)
+    t = min(round(p * 2**32), 2**32 - 1)
+    scale = 2**32 / (2**32 - t)
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    factor = torch.where(keep, torch.tensor(scale, dtype=compute), torch.tensor(0.0, dtype=compute))
+    return (x.to(compute) * factor).to(x.dtype)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.93])
+def test_numba_matches_reference(seed: int, p: float, generator: torch.Generator) -> None:
+    _numba_kernel()
+    x = torch.randn(N, generator=generator)
+    assert torch.equal(seeded_dropout(x, p, seed), _expected(x, seed, p))
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_torch_fallback_matches_reference(
+    seed: int, generator: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_ops._backends, "numba", None)
+    x = torch.randn(N, generator=generator)
+    assert torch.equal(seeded_dropout(x, 0.3, seed), _expected(x, seed, 0.3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("numba", [True, False])
+def test_every_dtype_matches_reference(
+    dtype: torch.dtype, numba: bool, generator: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if numba:
+        _numba_kernel()
+    else:
+        monkeypatch.setitem(_ops._backends, "numba", None)
+    x = torch.randn(40, 50, generator=generator).to(dtype)
+    y = seeded_dropout(x, 0.25, 99)
+    assert y.dtype == dtype
+    assert torch.equal(y, _expected(x, 99, 0.25))
+
+
+# Logical indices near 2**31 (int32 sign) and 2**32 (high word) without a 4e9-element tensor.
+@pytest.mark.parametrize("base", [2**31 - 1000, 2**32 - 1000, 5 * 2**32 + 17])
+def test_index_high_word(base: int, generator: torch.Generator) -> None:
+    x = torch.randn(2000, generator=generator)
+    t = _hash.threshold(0.5)
+    want = _expected(x, 7, 0.5, base)
+    out = torch.empty_like(x)
+    _ops.torch_dropout_(x, out, 7, t, base)
+    assert torch.equal(out, want)
+    out.zero_()
+    _numba_kernel().dropout_(x, out, 7, t, base)
+    assert torch.equal(out, want)
+
+
+def test_effective_p_quantisation() -> None:
+    assert effective_p(0.1) == round(0.1 * 2**32) / 2**32
+    assert abs(effective_p(0.1) - 0.1) <= 2**-33
+    assert effective_p(0.0) == 0.0 and effective_p(1.0) == 1.0
+    assert effective_p(0.5) == 0.5
+    assert effective_p(1e-12) == 0.0  # below the 2**-32 resolution
+    assert effective_p(1 - 1e-13) == 1 - 2**-32  # saturates below 1
+
+
+def test_scale_uses_effective_keep(generator: torch.Generator) -> None:
+    p = 1 / 3
+    y = seeded_dropout(torch.ones(10_000, dtype=torch.float64), p, 5)
+    kept = y[y != 0]
+    assert torch.all(kept == 1.0 / (1.0 - effective_p(p)))
+
+
+_TRITON_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch
+    sys.path.insert(0, sys.argv[1])
+    from _reference import keep_mask
+    from dropkit.kernels import _triton, _ops
+    x = torch.randn(3000, generator=torch.Generator().manual_seed(0))
+    t = round(0.3 * 2**32)
+    for base in (0, 2**32 - 1500):
+        for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            xd = x.to(dtype)
+            out, want = torch.empty_like(xd), torch.empty_like(xd)
+            _triton.dropout_(xd, out, 4242, t, base)
+            _ops.torch_dropout_(xd, want, 4242, t, base)
+            keep = torch.tensor(keep_mask(4242, 0.3, 3000, base))
+            assert torch.equal(out != 0, keep), (base, dtype)
+            # the interpreter truncates float32 -> bfloat16; GPUs round to nearest
+            if dtype != torch.bfloat16:
+                assert torch.equal(out, want), (base, dtype)
+    print("ok")
+    """
+)
+
+
+def test_triton_kernel_matches_reference_in_interpreter() -> None:
+    pytest.importorskip("triton", reason="triton is not installed")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRITON_SCRIPT, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
