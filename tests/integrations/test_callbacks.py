@@ -76,6 +76,7 @@ def _trainer(model, minilm_dir, tmp_path, callback, **overrides):
         use_cpu=True,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,
         seed=0,
     )
     settings.update(overrides)
@@ -198,7 +199,7 @@ def test_hf_callback_event_sequence(minilm_dir, tmp_path, seed) -> None:
             opt.zero_grad()
             state.global_step += 1
             control = handler.on_step_end(args, state, control)
-            logs = {"loss": float(loss)}
+            logs = {"loss": float(loss.detach())}
             state.log_history.append({**logs, "step": state.global_step})
             handler.on_log(args, state, control, logs)
             assert logs["dropout_p"] == schedule(state.global_step - 1)

@@ -58,6 +58,11 @@ class DropoutCallback(_TrainerCallback):
         metric: Evaluation metric given to the monitor as the validation loss.
         early_stop: Stop training when the monitor's verdict says ``stop``.
 
+    The logged ``dropout_p`` of a training log is the rate used by the step
+    just taken, ``schedule(global_step - 1)``. The Trainer calls its
+    ``report_to`` integrations before user callbacks, so they do not see
+    ``dropout_p``; ``state.log_history`` and later callbacks do.
+
     Attributes:
         scheduler: The :class:`DropoutScheduler`, built at ``on_train_begin``.
         verdicts: The monitor's verdicts, one per evaluation of this run.
