@@ -14,6 +14,7 @@ from dropkit.nn.drop_path import DropPath
 from dropkit.nn.dropout import Dropout
 from dropkit.nn.embedding import EmbeddingDropout
 from dropkit.nn.gaussian import GaussianDropout
+from dropkit.nn.head import ClassifierHead
 from dropkit.nn.layer_drop import LayerDrop
 from dropkit.nn.locked import LockedDropout
 from dropkit.nn.spatial import Dropout1d, Dropout2d, Dropout3d
@@ -23,6 +24,7 @@ __all__ = [
     "AlphaDropout",
     "AttentionDropout",
     "BlockNorm",
+    "ClassifierHead",
     "ConcreteDropout",
     "DropBlock2d",
     "DropPath",

@@ -77,10 +77,11 @@ class _DropConnect(nn.Module):
         super().__init__()
         self.p = p
         self.generator = generator
+        self.armed = True
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        """Apply the variant to the input (see the class docstring)."""
-        if not self.training or self.p == 0.0:
+        """Return the weight, dropped in training."""
+        if not (self.training and self.armed) or self.p == 0.0:
             return weight
         return bernoulli_dropout(weight, self.p, generator=self.generator)
 
@@ -173,7 +174,12 @@ class WeightDrop(DropoutBase):
         self.weights = names
         self._key_order = list(module.state_dict().keys())
         for name in names:
-            parametrize.register_parametrization(module, name, _DropConnect(self.p, generator))
+            # registration evaluates the parametrisation once (a shape check);
+            # disarmed it draws nothing, so construction leaves generators untouched
+            drop = _DropConnect(self.p, generator)
+            drop.armed = False
+            parametrize.register_parametrization(module, name, drop)
+            drop.armed = True
         self.is_rnn = isinstance(module, nn.RNNBase)
         if self.is_rnn:
             module.flatten_parameters = _NoFlatten()  # type: ignore[method-assign,assignment]
