@@ -204,8 +204,9 @@ class Dropout2d(_SpatialDropout):
 
     Each channel of each sample is zeroed with probability ``p`` over all of
     ``H, W``; survivors are scaled by ``1/(1-p)``. Use it in convolutional
-    networks where element dropout is too weak. Accepts batched and unbatched
-    input like ``torch.nn.Dropout2d``.
+    networks where element dropout is too weak. A 3-D input is an unbatched
+    ``(C, H, W)`` map (``torch.nn.Dropout2d`` instead warns and treats it as
+    ``(N, C, L)``; use :class:`Dropout1d` for that layout).
 
     Args:
         p: Drop probability in ``[0, 1]``.
