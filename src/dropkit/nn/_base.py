@@ -78,7 +78,3 @@ def check_tensor(where: str, x: Any, name: str = "input") -> torch.Tensor:
         )
     return x
 
-
-def keep_of(mask: torch.Tensor) -> torch.Tensor:
-    """Return the boolean keep pattern of a scaled mask from ``draw_mask``."""
-    return mask != 0
