@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
 import csv
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -90,15 +91,6 @@ def _trainer(model, minilm_dir, tmp_path, callback, **overrides):
     )
 
 
-# transformers' Trainer needs the `accelerate` package; without it these two
-# tests skip and test_hf_callback_event_sequence below still runs.
-needs_accelerate = pytest.mark.skipif(
-    importlib.util.find_spec("accelerate") is None,
-    reason="transformers.Trainer requires the 'accelerate' package, which is not installed",
-)
-
-
-@needs_accelerate
 def test_hf_trainer_applies_and_logs_schedule(minilm_dir, tmp_path, seed) -> None:
     from dropkit.integrations.hf import DropoutCallback
 
@@ -126,7 +118,6 @@ def test_hf_trainer_applies_and_logs_schedule(minilm_dir, tmp_path, seed) -> Non
     assert all(v.regime in {"healthy", "overfitting", "underfitting"} for v in callback.verdicts)
 
 
-@needs_accelerate
 def test_hf_trainer_resume_continues_schedule(minilm_dir, tmp_path, seed) -> None:
     from dropkit.integrations.hf import DropoutCallback
 
@@ -155,8 +146,12 @@ def test_hf_trainer_resume_continues_schedule(minilm_dir, tmp_path, seed) -> Non
     assert [p for p, _ in second.seen] == [schedule(s) for s in (3, 4, 5)]
     steps_logged = {e["step"]: e["dropout_p"] for e in resumed.state.log_history if "loss" in e}
     assert steps_logged == {s: schedule(s - 1) for s in range(1, 7)}
-    # Monitor rebuilt from the restored history (eval at step 2) plus evals at 4 and 6.
-    assert len(monitor.history) == 3 and len(callback.verdicts) == 2
+    # Monitor rebuilt from the restored history (the checkpoint's evaluations: step 2,
+    # plus the end-of-training one some transformers versions add) and the evals at 4 and 6.
+    state = json.loads((tmp_path / "checkpoint-3" / "trainer_state.json").read_text())
+    restored = sum("eval_loss" in entry for entry in state["log_history"])
+    assert restored >= 1
+    assert len(monitor.history) == restored + 2 and len(callback.verdicts) == 2
 
 
 def _batches(minilm_dir):
