@@ -11,6 +11,7 @@ import dropkit
 
 EXPECTED = [
     "AlphaDropout",
+    "AttentionDropout",
     "ClassifierHead",
     "ConcreteDropout",
     "DropBlock2d",

@@ -21,6 +21,7 @@ _API: dict[str, str] = {
     "Dropout2d": "dropkit.nn",
     "Dropout3d": "dropkit.nn",
     "AlphaDropout": "dropkit.nn",
+    "AttentionDropout": "dropkit.nn",
     "FeatureAlphaDropout": "dropkit.nn",
     "GaussianDropout": "dropkit.nn",
     "LockedDropout": "dropkit.nn",
