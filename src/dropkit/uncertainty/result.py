@@ -92,8 +92,13 @@ class MCResult:
         keep_samples: bool = False,
         tau: float | None = None,
         targets: torch.Tensor | None = None,
+        noise_var: torch.Tensor | None = None,
     ) -> MCResult:
         """Build a result from stacked samples with exact (float64) reductions.
+
+        This is the naive reference: it holds all ``S`` samples in memory. The
+        streaming :class:`~dropkit.uncertainty.MCAccumulator` used by
+        ``mc_predict`` must agree with it.
 
         Args:
             samples: ``(S, N, C)`` probabilities for classification, or
@@ -103,9 +108,14 @@ class MCResult:
             tau: Regression noise precision; sets ``aleatoric_var = 1 / tau`` and
                 enables ``log_likelihood``.
             targets: Regression targets ``(N, ...)`` for ``log_likelihood``.
+            noise_var: Per-sample noise variances ``(S, N, ...)`` of a
+                heteroscedastic head (``exp`` of its log-variance). Sets
+                ``aleatoric_var`` to their mean and scores ``targets`` under
+                ``N(y_s, noise_var_s)``; exclusive with ``tau``.
 
         Shape:
             - samples: ``(S, N, ...)``.
+            - noise_var: same as samples.
 
         Returns:
             The :class:`MCResult`, in ``samples.dtype``.
@@ -146,10 +156,23 @@ class MCResult:
         var = x.var(0, unbiased=False)
         ll = None
         alea = None
-        if tau is not None:
+        if noise_var is not None:
+            if tau is not None:
+                raise ValueError(
+                    "MCResult.from_samples: expected tau=None with noise_var, but got "
+                    f"tau={tau!r}. A heteroscedastic head gives its own noise; drop tau."
+                )
+            nv = noise_var.double()
+            alea = nv.mean(0)
+            if targets is not None:
+                y = targets.double().reshape(mean.shape).unsqueeze(0)
+                per = -0.5 * (torch.log(2 * math.pi * nv) + (y - x) ** 2 / nv)
+                per = per.reshape(s, n, -1).sum(-1)
+                ll = torch.logsumexp(per, 0) - math.log(s)
+        elif tau is not None:
             alea = torch.full_like(mean, 1.0 / tau)
             if targets is not None:
-                sq = (targets.double().unsqueeze(0) - x) ** 2
+                sq = (targets.double().reshape(mean.shape).unsqueeze(0) - x) ** 2
                 per = -0.5 * tau * sq
                 while per.dim() > 2:
                     per = per.sum(-1)
@@ -169,3 +192,58 @@ class MCResult:
             aleatoric_var=None if alea is None else alea.to(dtype),
             log_likelihood=None if ll is None else ll.to(dtype),
         )
+
+    @classmethod
+    def concat(cls, parts: list[MCResult]) -> MCResult:
+        """Join results for consecutive groups of inputs along the ``N`` axis.
+
+        Args:
+            parts: Results of the same task, in input order.
+
+        Returns:
+            One :class:`MCResult`; ``samples`` are joined on dim 1 (padded with
+            NaN to the longest ``S``) when every part kept them. ``extras`` come
+            from the first part.
+
+        Raises:
+            ValueError: If ``parts`` is empty or mixes tasks.
+        """
+        if not parts:
+            raise ValueError(
+                "MCResult.concat: expected at least one result, but got []. "
+                "Pass the per-batch results."
+            )
+        tasks = sorted({p.task for p in parts})
+        if len(tasks) != 1:
+            raise ValueError(
+                f"MCResult.concat: expected results of one task, but got {tasks!r}. "
+                "Concatenate classification and regression results separately."
+            )
+        if len(parts) == 1:
+            return parts[0]
+        values: dict[str, object] = {"task": tasks[0], "extras": dict(parts[0].extras)}
+        for name in (
+            "mean",
+            "samples_used",
+            "predictive_entropy",
+            "expected_entropy",
+            "mutual_information",
+            "variation_ratio",
+            "std",
+            "epistemic_var",
+            "aleatoric_var",
+            "log_likelihood",
+        ):
+            got = [getattr(p, name) for p in parts]
+            values[name] = None if any(g is None for g in got) else torch.cat(got, 0)
+        kept = [p.samples for p in parts if p.samples is not None]
+        if len(kept) == len(parts):
+            width = max(k.shape[0] for k in kept)
+            padded = []
+            for k in kept:
+                if k.shape[0] < width:
+                    pad = k.new_full((width - k.shape[0], *k.shape[1:]), float("nan"))
+                    k = torch.cat([k, pad], 0)
+                padded.append(k)
+            values["samples"] = torch.cat(padded, 1)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,328 @@
+"""Monte Carlo dropout prediction in one call: :func:`mc_predict`.
+
+Keeps the selected dropout sites on at inference (under :func:`dropkit.mc_mode`,
+so BatchNorm and every other module stay as they are) and summarises ``T``
+stochastic passes: mean probabilities (probabilities are averaged, never
+logits), predictive / expected entropy and mutual information (BALD),
+variation ratio, per-class std; or, for regression, predictive mean, epistemic
+and aleatoric variance and the MC predictive log-likelihood of targets (the UCI
+protocol). Reductions stream in float64, so memory does not grow with ``T``.
+
+It is fast where it can be exact: a deterministic prefix runs once
+(:mod:`~dropkit.uncertainty.split`), the stochastic rest runs in a loop or on
+replicated inputs, chosen by timing both on the first batch, and per-sample
+seeded masks (:mod:`~dropkit.uncertainty.masks`) make every strategy draw the
+same masks. Adaptive sampling stops per input once the standard error is below
+``tol``.
+
+References:
+    Gal and Ghahramani, "Dropout as a Bayesian Approximation: Representing Model
+    Uncertainty in Deep Learning", ICML 2016.
+    Houlsby et al., "Bayesian Active Learning for Classification and Preference
+    Learning" (BALD), arXiv:1112.5745, 2011.
+    Kendall and Gal, "What Uncertainties Do We Need in Bayesian Deep Learning for
+    Computer Vision?" (heteroscedastic regression), NeurIPS 2017.
+    Kirsch, van Amersfoort and Gal, "BatchBALD", NeurIPS 2019.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from dropkit._validation import _fail, check_choice, check_int, check_module
+from dropkit.uncertainty._engine import Engine, Settings
+from dropkit.uncertainty._io import WHERE, iter_batches, progress_bar
+from dropkit.uncertainty.result import MCResult
+
+
+def _positive(name: str, value: Any, fix: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
+        raise _fail(ValueError, WHERE, f"{name} > 0", value, fix)
+    return float(value)
+
+
+def _settings(**kw: Any) -> Settings:
+    samples = check_int(WHERE, kw["samples"], "samples")
+    output = check_choice(WHERE, kw["output"], "output", ("logits", "probs", "regression"))
+    strategy = check_choice(WHERE, kw["strategy"], "strategy", ("auto", "loop", "batched"))
+    tau = _positive("tau", kw["tau"], "Pass the noise precision 1 / sigma^2, e.g. tau=1.0.")
+    tol = _positive("tol", kw["tol"], "Pass a standard-error tolerance such as tol=0.01.")
+    memory_mb = _positive("memory_mb", kw["memory_mb"], "Pass a budget in MiB such as 256.")
+    hetero = bool(kw["heteroscedastic"])
+    targets = kw["targets"]
+    if output != "regression" and (tau is not None or hetero or targets is not None):
+        raise _fail(
+            ValueError,
+            WHERE,
+            "tau, heteroscedastic and targets only with output='regression'",
+            f"output={output!r}",
+            "Pass output='regression' or drop those arguments.",
+        )
+    if hetero and tau is not None:
+        raise _fail(
+            ValueError,
+            WHERE,
+            "tau=None with heteroscedastic=True",
+            tau,
+            "A heteroscedastic head predicts its own noise; drop tau.",
+        )
+    if targets is not None and not isinstance(targets, torch.Tensor):
+        raise _fail(
+            TypeError,
+            WHERE,
+            "targets to be a tensor",
+            type(targets).__name__,
+            "Pass torch.as_tensor(y).",
+        )
+    if targets is not None and tau is None and not hetero:
+        raise _fail(
+            ValueError,
+            WHERE,
+            "tau or heteroscedastic=True to score targets",
+            "tau=None",
+            "Pass the noise precision tau (UCI protocol) or a heteroscedastic head.",
+        )
+    max_samples = samples
+    min_samples = samples
+    if tol is not None:
+        max_samples = check_int(WHERE, kw["max_samples"] or samples, "max_samples")
+        lo = kw["min_samples"] if kw["min_samples"] is not None else min(10, max_samples)
+        min_samples = check_int(WHERE, lo, "min_samples", minimum=2)
+        if min_samples > max_samples:
+            raise _fail(
+                ValueError,
+                WHERE,
+                f"min_samples <= max_samples ({max_samples})",
+                min_samples,
+                "Lower min_samples or raise max_samples.",
+            )
+    chunk = kw["chunk_samples"]
+    if chunk is not None:
+        chunk = check_int(WHERE, chunk, "chunk_samples")
+    seed = kw["seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise _fail(TypeError, WHERE, "seed to be an int or None", seed, "Pass seed=0.")
+    batch_size = kw["batch_size"]
+    if batch_size is not None:
+        batch_size = check_int(WHERE, batch_size, "batch_size")
+    if (kw["features"] is None) != (kw["head"] is None):
+        raise _fail(
+            ValueError,
+            WHERE,
+            "features= and head= together",
+            "only one of them",
+            "Pass both (features: inputs -> features, head: features -> output) or neither.",
+        )
+    if kw["progress"] not in (None, True, False):
+        raise _fail(
+            TypeError,
+            WHERE,
+            "progress to be None, True or False",
+            kw["progress"],
+            "Pass progress=False to silence the bar.",
+        )
+    return Settings(
+        output=output,
+        strategy=strategy,
+        max_samples=max_samples,
+        min_samples=min_samples,
+        tol=tol,
+        tau=tau,
+        heteroscedastic=hetero,
+        memory_bytes=(memory_mb or 256.0) * 2**20,
+        chunk_samples=chunk,
+        consistent=bool(kw["consistent_masks"]),
+        keep_samples=bool(kw["keep_samples"]),
+    )
+
+
+def mc_predict(
+    model: nn.Module,
+    inputs: Any,
+    *,
+    samples: int = 20,
+    output: str = "logits",
+    sites: Any = None,
+    features: Callable[..., Any] | None = None,
+    head: Callable[..., Any] | None = None,
+    heteroscedastic: bool = False,
+    tau: float | None = None,
+    targets: torch.Tensor | None = None,
+    batch_size: int | None = None,
+    strategy: str = "auto",
+    memory_mb: float = 256.0,
+    chunk_samples: int | None = None,
+    tol: float | None = None,
+    min_samples: int | None = None,
+    max_samples: int | None = None,
+    seed: int | None = None,
+    consistent_masks: bool = False,
+    keep_samples: bool = False,
+    reuse_prefix: bool = True,
+    progress: bool | None = None,
+) -> MCResult:
+    """Predict with Monte Carlo dropout and return exact uncertainty summaries.
+
+    The model runs in eval mode except for the selected sites, which drop
+    (``sites``, see :func:`dropkit.mc_mode`): BatchNorm uses and keeps its running
+    statistics, and every module's mode is restored afterwards, also after an
+    error, even if the model was left in training mode. For every batch the
+    deterministic prefix runs once (automatic for ``nn.Sequential`` and for
+    Hugging Face models whose active sites lie outside the backbone, e.g.
+    ``sites="head"``; explicit with ``features=``/``head=``), then the stochastic
+    rest runs ``samples`` times, either one sample per call (``"loop"``) or
+    ``K`` samples per call on inputs replicated ``K`` times (``"batched"``, ``K``
+    under ``memory_mb``); ``"auto"`` times one of each on the first batch and
+    keeps the faster. Sample ``s`` draws its masks from a generator seeded by
+    ``(seed, s)``, so all strategies and prefix reuse give the same result.
+
+    Args:
+        model: The model; called as ``model(x)`` or ``model(**mapping)``.
+        inputs: A tensor ``(N, ...)``, a mapping of tensors (tokenizer output),
+            or an iterable of batches (``DataLoader``; a tuple batch contributes
+            its first element).
+        samples: Number of MC samples ``T`` (the maximum when ``tol`` is set
+            and ``max_samples`` is not).
+        output: What the model returns: ``"logits"`` (softmax per sample),
+            ``"probs"`` (checked to be distributions) or ``"regression"``.
+            Never guessed.
+        sites: Which dropout sites drop (``None``: all; ``"head"``; a kind; ...).
+        features: Explicit deterministic part, ``inputs -> features``.
+        head: Explicit stochastic part, ``features -> output``.
+        heteroscedastic: Regression head returns ``(mean, log_var)`` (a pair, or a
+            tensor split in halves on its last dim).
+        tau: Regression noise precision: ``aleatoric_var = 1 / tau``.
+        targets: Regression targets ``(N, ...)`` for ``log_likelihood`` (needs
+            ``tau`` or ``heteroscedastic``).
+        batch_size: Cut tensor / mapping inputs (and loader batches) into pieces.
+        strategy: ``"auto"``, ``"loop"`` or ``"batched"``.
+        memory_mb: Budget for one batched call, from the activation bytes
+            measured on the first sample.
+        chunk_samples: Fixed number of samples per batched call (overrides
+            ``memory_mb``).
+        tol: Adaptive sampling: stop an input once the standard error of its
+            mean probability of the predicted class (regression: of its mean)
+            is below ``tol``.
+        min_samples: Samples before the first stop check (default
+            ``min(10, max_samples)``, at least 2).
+        max_samples: Cap for adaptive sampling (default ``samples``).
+        seed: Base seed of the per-sample mask generators (``None``: drawn from
+            torch's global generator).
+        consistent_masks: Sample ``s`` applies the same masks to every input of
+            every batch (BatchBALD-style joint samples); every active site must
+            be controllable (module sites, no fused attention dropout).
+        keep_samples: Keep the per-sample outputs ``(S, N, ...)`` (probabilities
+            for classification; NaN where adaptive sampling stopped).
+        reuse_prefix: Use the automatic prefix split.
+        progress: Progress bar (tqdm): ``None`` when stderr is a terminal.
+
+    Shape:
+        - inputs: ``(N, ...)`` or batches thereof.
+        - result: ``mean`` ``(N, C)`` / ``(N, ...)``; ``samples`` ``(S, N, ...)``.
+
+    Returns:
+        An :class:`MCResult`; ``extras`` records the strategy, chunk, prefix split,
+        timings, forward calls and which sites had seeded masks.
+
+    Raises:
+        TypeError: If the model, inputs or an argument has the wrong type.
+        ValueError: If an argument is out of range, or the model's output does not
+            fit ``output`` (e.g. ``"probs"`` rows not summing to 1).
+        RuntimeError: If no selected site is stochastic (from ``mc_mode``).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3))
+        >>> r = mc_predict(net, torch.randn(5, 4), samples=8, seed=0)
+        >>> r.mean.shape, r.mutual_information.shape, r.extras["prefix"]
+        (torch.Size([5, 3]), torch.Size([5]), 'sequential')
+    """
+    check_module(WHERE, model)
+    cfg = _settings(
+        samples=samples,
+        output=output,
+        strategy=strategy,
+        tau=tau,
+        tol=tol,
+        memory_mb=memory_mb,
+        heteroscedastic=heteroscedastic,
+        targets=targets,
+        max_samples=max_samples,
+        min_samples=min_samples,
+        chunk_samples=chunk_samples,
+        seed=seed,
+        batch_size=batch_size,
+        features=features,
+        head=head,
+        progress=progress,
+        consistent_masks=consistent_masks,
+        keep_samples=keep_samples,
+    )
+    batches, total = iter_batches(inputs, batch_size)
+    if targets is not None and total is not None and targets.shape[0] != total:
+        raise _fail(
+            ValueError,
+            WHERE,
+            f"targets with {total} rows (one per input)",
+            tuple(targets.shape),
+            "Pass one target per input, in input order.",
+        )
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    from dropkit.modes import mc_mode
+
+    bar = progress_bar(progress, total)
+    parts: list[MCResult] = []
+    # Predict in eval mode (BatchNorm running statistics, unselected dropout off) even
+    # if the model was left in training mode; every flag comes back afterwards.
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad(), mc_mode(model, sites=sites) as handle:
+            engine = Engine(
+                model,
+                handle.enabled,
+                cfg,
+                seed=int(seed),
+                features=features,
+                head=head,
+                reuse_prefix=bool(reuse_prefix),
+            )
+            with engine.control:
+                offset = 0
+                for batch in batches:
+                    part, n = engine.predict_batch(batch, targets, offset)
+                    parts.append(part)
+                    offset += n
+                    if bar is not None:
+                        bar.update(n)
+    finally:
+        for module, flag in flags:
+            module.training = flag
+        if bar is not None:
+            bar.close()
+    if not parts:
+        raise _fail(
+            ValueError,
+            WHERE,
+            "at least one batch",
+            "an empty iterable",
+            "Pass a non-empty tensor or loader.",
+        )
+    if targets is not None and offset != targets.shape[0]:
+        raise _fail(
+            ValueError,
+            WHERE,
+            f"targets with {offset} rows (one per input)",
+            tuple(targets.shape),
+            "Pass one target per input, in input order.",
+        )
+    result = MCResult.concat(parts)
+    result.extras = engine.extras()
+    return result
