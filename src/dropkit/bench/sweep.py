@@ -146,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         "--sequential", type=int, default=None, help="models trained one by one per repeat"
     )
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--splits", type=int, default=None, help="splits in the grid (20)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--quick", action="store_true", help="2 epochs, 3 models, 1 repeat")
+    parser.add_argument(
+        "--quick", action="store_true", help="4 splits, 2 epochs, 3 models one by one, 1 repeat"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or _default_data_dir()
@@ -161,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     epochs = args.epochs or (2 if args.quick else 20)
     sequential = args.sequential or (3 if args.quick else 12)
     repeats = args.repeats or (1 if args.quick else 3)
-    result = run(data_dir, args.dataset, epochs=epochs, sequential=sequential, repeats=repeats)
+    splits = args.splits or (4 if args.quick else 20)
+    result = run(
+        data_dir, args.dataset, epochs=epochs, sequential=sequential, repeats=repeats, splits=splits
+    )
     rates = result["model_steps_per_s"]
     print(
         f"{result['dataset']}: {result['models']} models (12 configs x splits), "

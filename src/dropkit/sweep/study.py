@@ -91,7 +91,7 @@ def open_storage(
                 "does not exist). Create the folder or pass another path."
             )
 
-    url = _driver(url)
+    given, url = url, _driver(url)
 
     def stale(study: Any, trial: Any) -> None:
         log(f"trial {trial.number} had no heartbeat for {grace}s: marked FAIL")
@@ -109,9 +109,10 @@ def open_storage(
                 heartbeat_stale_trial_callback=stale,
             )
     except Exception as exc:  # sqlalchemy's OperationalError, ArgumentError, ImportError...
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        text = _redact(str(exc).strip())
+        reason = text.splitlines()[0][:200] if text else type(exc).__name__
         raise RuntimeError(
-            f"{_WHERE}: expected a reachable storage, but got {_redact(url)!r} ({reason}). "
+            f"{_WHERE}: expected a reachable storage, but got {_redact(given)!r} ({reason}). "
             "Check the host, port, database name and credentials (and that the server runs)."
         ) from None
 
