@@ -110,7 +110,8 @@ def learning_curves(settings: Sequence[dict[str, Any]]) -> Any:
     """
     cols, rows = _grid(len(settings), 4)
     fig, axes = _figure(cols, rows, height=2.7)
-    top = max(max(s["val_loss"] + s["train_loss"]) for s in settings)
+    values = [v for s in settings for v in s["val_loss"] + s["train_loss"] if v > 0]
+    low, top = min(values), max(values)
     for k, (ax, s) in enumerate(zip(axes.flat, settings)):
         ax.plot(s["epochs"], s["train_loss"], color=colour(0), lw=1.8, label="train")
         ax.plot(s["epochs"], s["val_loss"], color=colour(1), lw=1.8, label="validation")
@@ -119,7 +120,8 @@ def learning_curves(settings: Sequence[dict[str, Any]]) -> Any:
         )
         ax.set_title(s["name"])
         ax.set_xlabel("epoch")
-        ax.set_ylim(0, top * 1.05)
+        ax.set_yscale("log")
+        ax.set_ylim(low / 1.5, top * 1.5)
         if k % cols == 0:
             ax.set_ylabel("NLL")
         if k == 0:
@@ -197,15 +199,17 @@ def uncertainty_histograms(methods: Sequence[dict[str, Any]]) -> Any:
     fig, axes = _figure(cols, rows, height=2.5)
     for k, (ax, m) in enumerate(zip(axes.flat, chosen)):
         edges = _histogram_edges([*m["scores_in"], *m["scores_out"]], 30)
-        ax.hist(m["scores_in"], bins=edges, density=True, color=colour(0), alpha=0.6)
-        ax.hist(m["scores_out"], bins=edges, density=True, color=colour(1), alpha=0.6)
+        for scores, c in ((m["scores_in"], colour(0)), (m["scores_out"], colour(1))):
+            # fractions of each set, log scale: the tails are where the sets differ
+            weights = [1.0 / len(scores)] * len(scores)
+            ax.hist(scores, bins=edges, weights=weights, color=c, alpha=0.6, log=True)
         ax.set_title(f"{m['name']}\nAUROC {m['auroc']:.3f}", fontsize=9)
         ax.set_xlabel(m.get("ood_score", "score"))
         ax.grid(False, axis="x")
         if k == 0:
             ax.legend(["in-distribution", "held-out classes"], loc="upper right")
         if k % cols == 0:
-            ax.set_ylabel("density")
+            ax.set_ylabel("fraction of inputs")
     _hide_unused(axes, len(chosen))
     return fig
 
@@ -222,6 +226,7 @@ def risk_coverage(methods: Sequence[dict[str, Any]]) -> Any:
     """
     fig, axes = _figure(1, width=7.2, height=3.4)
     ax = axes[0, 0]
+    first_error = 1.0
     for k, m in enumerate(methods):
         rc = m.get("risk_coverage")
         if not rc:
@@ -231,11 +236,15 @@ def risk_coverage(methods: Sequence[dict[str, Any]]) -> Any:
             rc["risk"],
             color=colour(k),
             lw=1.8,
-            label=f"{m['name']} (AURC {m['aurc']:.4f})",
+            label=f"{m['name']} (AURC {m['aurc']:.3g})",
         )
+        errs = [c for c, r in zip(rc["coverage"], rc["risk"]) if r > 0]
+        first_error = min([first_error, *errs[:1]])
+    # Zoom onto the part of the curve where errors appear (risk is 0 before).
+    left = max(0.0, min(first_error - 0.05, 0.5)) if first_error < 1.0 else 0.0
     ax.set_xlabel("coverage (fraction of inputs answered, most confident first)")
     ax.set_ylabel("risk (error rate)")
-    ax.set_xlim(0, 1)
+    ax.set_xlim(round(left, 2), 1)
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper left")
     return fig
@@ -287,7 +296,7 @@ def convergence(section: dict[str, Any]) -> Any:
     panels = (
         ("nll", "test NLL", False),
         ("accuracy", "test accuracy", False),
-        ("change", "mean |p_T - p_Tmax|", True),
+        ("change", "mean L1 distance to T max", True),
     )
     for k, (key, label, log) in enumerate(panels):
         ax = axes[0, k]

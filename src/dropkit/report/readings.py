@@ -124,26 +124,26 @@ def sweep(section: dict[str, Any]) -> str:
     return text + f" over {len(trials)} trials."
 
 
-def settled_at(samples: Sequence[int], values: Sequence[float], rel: float = 0.01) -> int:
-    """First T from which every later value stays within ``rel`` of the last one."""
-    final = values[-1]
-    tol = rel * max(abs(final), 1e-12)
-    t_settle = samples[-1]
+def first_below(samples: Sequence[int], values: Sequence[float], tol: float) -> int | None:
+    """First T from which every later value is at most ``tol`` (None if never)."""
+    found = None
     for t, v in zip(reversed(samples), reversed(values)):
-        if abs(v - final) > tol:
+        if v > tol:
             break
-        t_settle = t
-    return int(t_settle)
+        found = t
+    return None if found is None else int(found)
 
 
-def convergence(section: dict[str, Any]) -> str:
+def convergence(section: dict[str, Any], tol: float = 0.01) -> str:
     """How many MC samples the estimate needs to settle."""
-    t, nll = section["samples"], section["nll"]
-    k = settled_at(t, nll)
-    return (
-        f"NLL stays within 1% of its T = {t[-1]} value from T = {k} on; "
-        f"T = {t[0]} gives {_f(nll[0])}, T = {t[-1]} gives {_f(nll[-1])}."
-    )
+    t, nll, change = section["samples"], section["nll"], section["change"]
+    # The last point is the reference itself; judge the others.
+    k = first_below(t[:-1], change[:-1], tol) if len(t) > 1 else None
+    if k is None:
+        head = f"The estimate is still moving at T = {t[-2] if len(t) > 1 else t[-1]}"
+    else:
+        head = f"From T = {k} on, the mean predictive is within {tol:g} (L1) of the T = {t[-1]} one"
+    return f"{head}; NLL is {_f(nll[0])} at T = {t[0]} and {_f(nll[-1])} at T = {t[-1]}."
 
 
 def headline(metrics: dict[str, Any]) -> str:
@@ -154,7 +154,7 @@ def headline(metrics: dict[str, Any]) -> str:
     cheapest = min(methods, key=lambda m: m["forward_passes"])
     passes = int(cheapest["forward_passes"])
     return (
-        f"Best NLL: {best_nll['name']} ({_f(best_nll['nll'])}); best OOD AUROC: "
-        f"{best_auroc['name']} ({_f(best_auroc['auroc'])}); cheapest: {cheapest['name']} "
-        f"({passes} forward pass{'es' if passes != 1 else ''} per input)."
+        f"Best NLL: {best_nll['name']}, {_f(best_nll['nll'])}. Best OOD AUROC: "
+        f"{best_auroc['name']}, {_f(best_auroc['auroc'])}. Cheapest: {cheapest['name']}, "
+        f"{passes} forward pass{'es' if passes != 1 else ''} per input."
     )

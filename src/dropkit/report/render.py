@@ -29,7 +29,7 @@ _COLUMNS: tuple[tuple[str, str, str, str | None], ...] = (
     ("ece", "ECE", "{:.3f}", "min"),
     ("brier", "Brier", "{:.3f}", "min"),
     ("auroc", "OOD AUROC", "{:.3f}", "max"),
-    ("aurc", "AURC", "{:.4f}", "min"),
+    ("aurc", "AURC", "{:.3g}", "min"),
     ("forward_passes", "Forward passes", "{:d}", "min"),
     ("time_s", "Time (s)", "{:.2f}", "min"),
     ("params", "Parameters", "{:,d}", "min"),
@@ -110,9 +110,9 @@ def _section(
 
 
 def _best(methods: list[dict[str, Any]], key: str, better: str | None) -> float | None:
-    if better is None:
-        return None
     values = [m[key] for m in methods]
+    if better is None or len(set(values)) == 1:  # a tie across the board marks nothing
+        return None
     return min(values) if better == "min" else max(values)
 
 
@@ -145,8 +145,8 @@ def _settings_table(settings: list[dict[str, Any]]) -> str:
         rows.append(
             f"<tr><th scope='row'>{escape(s['name'])}"
             f"<span class='sub'>{escape(s.get('description', ''))}</span></th>"
-            f"<td>{p_text}</td><td>{s['train_loss'][-1]:.3f}</td><td>{s['val_loss'][-1]:.3f}</td>"
-            f"<td>{readings.gap(s):.3f}</td><td>{acc[-1]:.1%}</td>"
+            f"<td>{p_text}</td><td>{s['train_loss'][-1]:.3g}</td><td>{s['val_loss'][-1]:.3g}</td>"
+            f"<td>{readings.gap(s):.3g}</td><td>{acc[-1]:.1%}</td>"
             f"<td>{s.get('time_s', float('nan')):.1f}</td></tr>"
         )
     return (
@@ -206,8 +206,8 @@ def render_html(metrics: dict[str, Any]) -> str:
                 "Learning curves: training vs validation NLL",
                 readings.learning_curves(settings),
                 plots.learning_curves(settings),
-                "Training loss is measured with dropout off, so the shaded gap is "
-                "overfitting, not dropout noise.",
+                "Log scale. Training loss is measured with dropout off, so the shaded gap "
+                "is overfitting, not dropout noise.",
                 _settings_table(settings),
             ),
         )
@@ -286,8 +286,9 @@ def render_html(metrics: dict[str, Any]) -> str:
         "<main class='wrap'>"
         f"<section id='summary'><h2>Summary</h2><p class='reading'>"
         f"{escape(readings.headline(m))}</p>{_headline_table(methods)}"
-        "<p class='note'>Best value per column in bold green. Forward passes are per test "
-        "input; time covers fitting and prediction.</p></section>"
+        "<p class='note'>Best value per column in bold green (nothing is marked when all "
+        "tie). Forward passes are per test input; time covers post-hoc fitting and "
+        "prediction.</p></section>"
         f"{''.join(sections)}"
         f"{f'<section id=notes><h2>Notes</h2><ul>{notes}</ul></section>' if notes else ''}"
         f"</main><footer class='wrap'>{meta}</footer></body></html>\n"

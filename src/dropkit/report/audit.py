@@ -1,0 +1,261 @@
+"""``dropkit audit``: the dropout sites of a model as a table, totals and warnings.
+
+The sites come from :func:`dropkit.find_dropout`. A site is *reachable by
+module-only MC* when switching its own dropout module to training mode makes
+it drop - the recipe of libraries that call ``.train()`` on ``nn.Dropout``
+modules. Attention dropout read by a fused attention from its parent's
+``training`` flag, and rates kept as float attributes (Llama's
+``attention_dropout``), are not: only :func:`dropkit.mc_mode` switches them.
+See Gal & Ghahramani (2016) for MC dropout, Li et al. (2019), "Understanding
+the Disharmony between Dropout and Batch Normalization", for the BatchNorm
+warning.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+HIGH_P = 0.5
+
+
+@dataclass
+class Finding:
+    """One warning of the audit.
+
+    Attributes:
+        code: Stable identifier (``no-sites``, ``all-zero``, ``module-mc-unreachable``,
+            ``train-mode``, ``high-rate``, ``placement``, ``no-knob``).
+        message: One sentence: what is wrong and what to do.
+    """
+
+    code: str
+    message: str
+
+
+@dataclass
+class Audit:
+    """The result of auditing one model.
+
+    Attributes:
+        model: The ``MODEL`` argument.
+        cls: The model's class name.
+        params: Number of parameters.
+        training: Whether the model is in training mode.
+        sites: One JSON-ready dict per site (path, name, kind, p, active,
+            control, gate, module_mc).
+        totals: Site count per kind.
+        warnings: The findings.
+    """
+
+    model: str
+    cls: str
+    params: int
+    training: bool
+    sites: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    warnings: list[Finding] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The audit as one JSON document."""
+        return json.dumps(asdict(self), indent=2)
+
+
+def _module_mc(site: Any) -> bool:
+    return site.control == "module" and (not site.gate_paths or site.gate_paths[0] == site.path)
+
+
+def _placement(model: nn.Module) -> list[Finding]:
+    from dropkit.training import check_placement
+
+    # Only the BatchNorm findings: the all-zero case is reported as "all-zero".
+    return [
+        Finding("placement", str(w).removeprefix("check_placement: "))
+        for w in check_placement(model, warn=False)
+        if "BatchNorm" in str(w)
+    ]
+
+
+def audit_model(model: nn.Module, name: str) -> Audit:
+    """Find every dropout site of ``model`` and judge the set.
+
+    Args:
+        model: The model to audit (left unchanged).
+        name: How the user named the model (shown in the output).
+
+    Returns:
+        The :class:`Audit`.
+    """
+    from dropkit.sites import find_dropout
+
+    sites = find_dropout(model)
+    audit = Audit(
+        model=name,
+        cls=type(model).__name__,
+        params=sum(p.numel() for p in model.parameters()),
+        training=model.training,
+    )
+    for s in sites:
+        audit.sites.append(
+            {
+                "path": s.path,
+                "name": s.name,
+                "kind": s.kind,
+                "p": s.p,
+                "active": s.active,
+                "control": s.control,
+                "gate": s.gate_paths[0] if s.gate_paths else None,
+                "module_mc": _module_mc(s),
+            }
+        )
+    audit.totals = dict(Counter(s.kind for s in sites))
+    audit.warnings = _findings(model, sites)
+    return audit
+
+
+def _findings(model: nn.Module, sites: list[Any]) -> list[Finding]:
+    out: list[Finding] = []
+    if not sites:
+        out.append(
+            Finding(
+                "no-sites",
+                "No dropout site found: MC dropout has nothing to sample. Add dropout with "
+                "dropkit.nn.ClassifierHead or set rates with dropkit.set_dropout(model, 0.1).",
+            )
+        )
+    elif all(s.p == 0 for s in sites):
+        out.append(
+            Finding(
+                "all-zero",
+                f"Every dropout rate is 0 ({len(sites)} sites): training is unregularised and MC "
+                "dropout would return one deterministic prediction. Set a rate with "
+                "dropkit.set_dropout(model, 0.1).",
+            )
+        )
+    hidden = [s for s in sites if s.p > 0 and not _module_mc(s)]
+    if hidden:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(Counter(s.kind for s in hidden).items()))
+        out.append(
+            Finding(
+                "module-mc-unreachable",
+                f"{len(hidden)} sites ({kinds}) are switched by another module's training flag "
+                "or a float attribute, so MC dropout that only turns on nn.Dropout modules "
+                "never samples them. Use dropkit.mc_mode / dropkit.mc_predict, which do.",
+            )
+        )
+    if model.training and any(s.p > 0 for s in sites):
+        out.append(
+            Finding(
+                "train-mode",
+                "The model is in training mode: dropout is active at inference. Call "
+                "model.eval() for deterministic predictions, or dropkit.mc_mode for MC.",
+            )
+        )
+    high = [s for s in sites if s.p > HIGH_P]
+    if high:
+        out.append(
+            Finding(
+                "high-rate",
+                f"{len(high)} sites drop more than half their inputs (max p = "
+                f"{max(s.p for s in high):.2f}); rates above {HIGH_P} rarely help outside "
+                "small dense layers. Check with dropkit.training.recommend_rate.",
+            )
+        )
+    knobless = [s for s in sites if s.control == "functional"]
+    if knobless:
+        out.append(
+            Finding(
+                "no-knob",
+                f"{len(knobless)} sites call dropout functionally with a fixed rate; "
+                "dropkit.set_dropout cannot change them. Replace the call with a module.",
+            )
+        )
+    out.extend(_placement(model))
+    return out
+
+
+def _row(site: dict[str, Any]) -> tuple[str, ...]:
+    control = site["control"] + ("" if site["module_mc"] else " *")
+    return (
+        site["name"] or "(root)",
+        site["kind"],
+        f"{site['p']:.3g}",
+        control,
+        "yes" if site["active"] else "no",
+    )
+
+
+_HEADERS = ("path", "kind", "p", "control", "active")
+
+
+def format_plain(audit: Audit) -> str:
+    """The audit as plain text (aligned columns), for pipes and logs."""
+    lines = [_title(audit), ""]
+    rows = [_HEADERS, *(_row(s) for s in audit.sites)]
+    if audit.sites:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADERS))]
+        for k, r in enumerate(rows):
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            if k == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        lines.append("")
+    lines.append(_totals(audit))
+    if any(not s["module_mc"] for s in audit.sites):
+        lines.append("* not switched by the site's own module: module-only MC misses it")
+    if audit.warnings:
+        lines += ["", "warnings:"]
+        lines += [f"  ! [{w.code}] {w.message}" for w in audit.warnings]
+    return "\n".join(lines)
+
+
+def _title(audit: Audit) -> str:
+    mode = "training" if audit.training else "eval"
+    return f"{audit.model}: {audit.cls}, {audit.params:,} parameters, {mode} mode"
+
+
+def _totals(audit: Audit) -> str:
+    if not audit.totals:
+        return "totals: no dropout sites"
+    parts = ", ".join(f"{k} {n}" for k, n in sorted(audit.totals.items()))
+    active = sum(s["active"] for s in audit.sites)
+    return f"totals: {parts} ({len(audit.sites)} sites, {active} active now)"
+
+
+def print_audit(audit: Audit, *, use_rich: bool | None = None) -> None:
+    """Print the audit to stdout, with rich tables when rich is installed.
+
+    Args:
+        audit: The audit to show.
+        use_rich: Force (True) or refuse (False) rich; by default use it when
+            it is importable.
+    """
+    if use_rich is not False:
+        try:
+            from rich.console import Console
+            from rich.markup import escape
+            from rich.table import Table
+        except ImportError:
+            if use_rich:
+                raise
+            use_rich = False
+    if use_rich is False:
+        print(format_plain(audit))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    table = Table(title=_title(audit), title_justify="left", header_style="bold")
+    for h in _HEADERS:
+        table.add_column(h, justify="right" if h == "p" else "left")
+    for s in audit.sites:
+        style = None if s["module_mc"] else "yellow"
+        table.add_row(*_row(s), style=style)
+    console.print(table)
+    console.print(_totals(audit), highlight=False)
+    if any(not s["module_mc"] for s in audit.sites):
+        console.print("* not switched by the site's own module: module-only MC misses it")
+    for w in audit.warnings:
+        console.print(f"[bold red]![/] {escape(f'[{w.code}] {w.message}')}", highlight=False)
