@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dropkit.bench import uci as bench_uci
+from dropkit.sweep.batched import BatchedMLP
 from dropkit.sweep.protocol import ProtocolSettings, run_uci
 from dropkit.sweep.uci import load_uci
 
@@ -31,11 +32,31 @@ def test_quick_bench_end_to_end(uci_dir: Path, tmp_path: Path, capsys) -> None:
     ]
 
 
-def test_interrupted_run_resumes_to_identical_results(uci_dir: Path, tmp_path: Path) -> None:
+def test_interrupted_run_resumes_to_identical_results(
+    uci_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = load_uci(uci_dir, "yacht")
     settings = ProtocolSettings(epochs=6, samples=20, checkpoint_seconds=0.0)
     straight = run_uci(data, [0], tmp_path / "a", settings)
+    folder = tmp_path / "b" / "yacht"
 
+    # 1. killed in the middle of the grid's training (during epoch 4)
+    calls = {"n": 0}
+    epoch = BatchedMLP._epoch
+
+    def dying_epoch(self: BatchedMLP) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        epoch(self)
+
+    monkeypatch.setattr(BatchedMLP, "_epoch", dying_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_uci(data, [0], tmp_path / "b", settings)
+    monkeypatch.setattr(BatchedMLP, "_epoch", epoch)
+    assert (folder / "state-grid.pt").exists() and not (folder / "split_0.json").exists()
+
+    # 2. resumed, then killed during the MC validation that follows training
     lines: list[str] = []
 
     def stop_at_validation(line: str) -> None:
@@ -45,10 +66,12 @@ def test_interrupted_run_resumes_to_identical_results(uci_dir: Path, tmp_path: P
 
     with pytest.raises(KeyboardInterrupt):
         run_uci(data, [0], tmp_path / "b", settings, log=stop_at_validation)
-    folder = tmp_path / "b" / "yacht"
-    assert (folder / "state-grid.pt").exists() and not (folder / "split_0.json").exists()
+    assert any("resumed at epoch 3/6" in line for line in lines)
+
+    # 3. resumed once more: training is not repeated, results equal the straight run
+    lines.clear()
     resumed = run_uci(data, [0], tmp_path / "b", settings, log=lines.append)
-    assert any("resumed at epoch 5/6" in line for line in lines)
+    assert any("resumed at epoch 6/6" in line for line in lines)
     assert not (folder / "state-grid.pt").exists()
     for key in ("rmse", "ll", "val_ll", "p", "tau"):
         assert resumed[0][key] == straight[0][key]

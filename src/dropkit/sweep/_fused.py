@@ -126,15 +126,18 @@ def adam_update(
 def mc_inputs(x, words, passes, n_valid, thr, scale, out):  # pragma: no cover
     """Masked inputs of ``passes`` passes: ``out[m, t * n_m + i] = x[m, i] * keep * scale``."""
     m_count, _, d = out.shape
+    zero = out.dtype.type(0.0)
     for m in range(m_count):
         t, s, n = thr[m], scale[m], n_valid[m]
         for q in range(passes * n):
-            i = q % n
+            src = x[m, q % n]
+            mask = words[m, q]
+            dst = out[m, q]
             for c in range(d):
-                out[m, q, c] = x[m, i, c] * s if words[m, q, c] >= t else 0.0
+                dst[c] = src[c] * s if mask[c] >= t else zero
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=_REASSOC)
 def mc_accumulate(
     a,
     words,
@@ -161,25 +164,33 @@ def mc_accumulate(
     ``(lse_max, lse_sum)`` a running log-sum-exp of ``-tau/2 (y - y_t)^2``.
     """
     h = a.shape[2]
+    zero = a.dtype.type(0.0)
+    w2s = np.empty(h, dtype=a.dtype)
+    bias = np.empty(h, dtype=a.dtype)
     for m in range(a.shape[0]):
-        t, s, bias2, n = thr[m], scale[m], b2[m], n_valid[m]
-        half_tau = 0.5 * tau[m]
+        t, s, n = thr[m], scale[m], n_valid[m]
+        for j in range(h):
+            w2s[j] = w2[m, j] * s
+            bias[j] = b1[m, j]
+        half_tau, mean, std, bias2 = 0.5 * tau[m], y_mean[m], y_std[m], b2[m]
+        tot, top, acc, target = total[m], lse_max[m], lse_sum[m], y[m]
         for q in range(passes * n):
             i = q % n
-            out = bias2
+            row = a[m, q]
+            mask = words[m, q, d:]
+            out = zero
             for j in range(h):
-                v = a[m, q, j] + b1[m, j]
-                if v > 0.0 and words[m, q, d + j] >= t:
-                    out += v * (w2[m, j] * s)
-            pred = out * y_std[m] + y_mean[m]
-            total[m, i] += pred
-            e = y[m, i] - pred
+                v = row[j] + bias[j]
+                out += v * w2s[j] if (v > zero and mask[j] >= t) else zero
+            pred = (out + bias2) * std + mean
+            tot[i] += pred
+            e = target[i] - pred
             v = -half_tau * e * e
-            if v > lse_max[m, i]:
-                lse_sum[m, i] = lse_sum[m, i] * math.exp(lse_max[m, i] - v) + 1.0
-                lse_max[m, i] = v
+            if v > top[i]:
+                acc[i] = acc[i] * math.exp(top[i] - v) + 1.0
+                top[i] = v
             else:
-                lse_sum[m, i] += math.exp(v - lse_max[m, i])
+                acc[i] += math.exp(v - top[i])
 
 
 def empty_lse(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -113,7 +113,8 @@ def _phase(
     def tick(trained: BatchedMLP) -> bool:
         nonlocal last_save, last_log
         now = time.monotonic()
-        if now - last_save >= settings.checkpoint_seconds and trained.epoch < epochs:
+        # the last epoch is saved too: an interrupted MC evaluation keeps the training
+        if now - last_save >= settings.checkpoint_seconds or trained.epoch == epochs:
             write_torch(state_path, {"meta": meta, "net": trained.state_dict()})
             last_save = now
         if now - last_log >= 30.0 or trained.epoch == epochs:
