@@ -133,3 +133,18 @@ def test_triton_kernel_matches_reference_in_interpreter() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("base", [0, 2**32 - 700_001])
+def test_threaded_torch_fallback_matches_numba(base: int, generator: torch.Generator) -> None:
+    x = torch.randn(2 * _ops.PER_THREAD_MIN + 12_345, generator=generator)
+    t = _hash.threshold(0.2)
+    want, out = torch.empty_like(x), torch.empty_like(x)
+    _numba_kernel().dropout_(x, want, 99, t, base)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # two worker threads split the blocks
+        _ops.torch_dropout_(x, out, 99, t, base)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(out, want)

@@ -19,10 +19,10 @@ Design:
       kernel on the gradient with the saved seed, which regenerates the mask:
       eager mode keeps it as a Python int (0 tensor bytes), compiled graphs as
       a 0-d tensor (8 bytes). ``F.dropout`` keeps a full-size mask instead.
-    - **Small CPU tensors** (fewer than :data:`SMALL` elements, eager mode)
-      go to PyTorch's Bernoulli sampler, which is faster there; the device
-      independence of masks holds from :data:`SMALL` elements up, and at every
-      size for :func:`seeded_dropout`.
+    - **Small CPU tensors** (fewer than :data:`SMALL` elements, eager mode;
+      :data:`SMALL_NO_NUMBA` without numba) go to PyTorch's Bernoulli sampler,
+      which is faster there; the device independence of masks holds from that
+      size up, and at every size for :func:`seeded_dropout`.
     - **Precision.** ``p`` is quantised to ``2**-32`` (:func:`effective_p`)
       and kept elements are scaled by ``1 / (1 - effective_p(p))`` rounded to
       the compute dtype (float64 for float64 inputs, float32 otherwise), so
@@ -56,12 +56,14 @@ from dropkit.kernels._hash import effective_p
 from dropkit.kernels._ops import (
     EagerDropout,
     EagerDropoutInplace,
+    _backend,
     seeded_dropout_inplace_op,
     seeded_dropout_op,
 )
 
 __all__ = [
     "SMALL",
+    "SMALL_NO_NUMBA",
     "bernoulli_dropout",
     "draw_mask",
     "draw_seed",
@@ -71,9 +73,16 @@ __all__ = [
 
 
 #: CPU tensors with fewer elements than this use PyTorch's own Bernoulli
-#: sampler in eager mode: there the fixed ~8 us cost of the seeded path would
+#: sampler in eager mode: there the fixed ~10 us cost of the seeded path would
 #: exceed F.dropout's whole cost (measured by ``dropkit bench kernels``).
-SMALL = 512
+SMALL = 2048
+#: The same cutoff when numba is missing: the pure-torch kernel runs ~25 tensor
+#: ops per block and only beats F.dropout from about 10**4 elements.
+SMALL_NO_NUMBA = 1 << 15
+
+
+def _small() -> int:
+    return SMALL if _backend("numba") is not None else SMALL_NO_NUMBA
 
 
 def draw_seed(generator: torch.Generator | None = None) -> torch.Tensor:
@@ -173,7 +182,7 @@ def bernoulli_dropout(
         return x
     if p == 1.0:
         return x.mul_(0.0) if inplace else x * 0.0
-    if x.numel() < SMALL and x.device.type == "cpu" and not torch.compiler.is_compiling():
+    if x.device.type == "cpu" and x.numel() < _small() and not torch.compiler.is_compiling():
         q = effective_p(p)
         if generator is None:
             return F.dropout(x, q, True, inplace)

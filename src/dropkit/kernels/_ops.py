@@ -19,6 +19,7 @@ References:
 from __future__ import annotations
 
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -28,7 +29,8 @@ from torch import Tensor
 from dropkit.kernels import _hash
 
 _CPU_DTYPES = (torch.float32, torch.float64)
-TORCH_CHUNK = 1 << 18  # divides 2**31: a chunk never crosses a sign or high-word change
+TORCH_CHUNK = 1 << 15  # CPU block: below torch's parallel grain size (32768 < n)
+PER_THREAD_MIN = 1 << 19  # elements per Python thread worth its start-up
 _backends: dict[str, ModuleType | None] = {}
 
 
@@ -43,26 +45,21 @@ def _backend(name: str) -> ModuleType | None:
     return _backends[name]
 
 
-def torch_dropout_(x: Tensor, out: Tensor, seed: int, t: int, base: int = 0) -> None:
-    """Pure-torch kernel: the same hash in int32 tensor ops, block by block.
-
-    Works on any device and dtype; ``x`` and ``out`` are contiguous and may
-    alias. Blocks of ``2**18`` logical indices keep the integer scratch in
-    cache; ``base`` is the logical index of ``x``'s first element.
-    """
+def _torch_blocks(
+    xs: Tensor, os_: Tensor, seed: int, t: int, base: int, first: int, last: int, chunk: int
+) -> None:
+    """Hash-and-scale the logical indices ``[first, last)`` block by block."""
     k0, k1 = _hash.keys(seed)
-    xs, os_ = x.reshape(-1), out.reshape(-1)
-    n = xs.numel()
-    size = min(n, TORCH_CHUNK)
-    h = torch.empty(size, dtype=torch.int32, device=x.device)
+    size = min(last - first, chunk)
+    h = torch.empty(size, dtype=torch.int32, device=xs.device)
     tmp = torch.empty_like(h)
-    keep = torch.empty(size, dtype=torch.bool, device=x.device)
+    keep = torch.empty(size, dtype=torch.bool, device=xs.device)
     st, sc = _hash.signed_threshold(t), _hash.scale(t)
-    idx = base
-    while idx < base + n:
-        # a block never crosses a multiple of 2**18, hence neither 2**31
-        # (int32 sign) nor 2**32 (index high word)
-        stop = min((idx // TORCH_CHUNK + 1) * TORCH_CHUNK, base + n)
+    idx = first
+    while idx < last:
+        # a block never crosses a multiple of ``chunk`` (a power of two below
+        # 2**31), hence neither 2**31 (int32 sign) nor 2**32 (high word)
+        stop = min((idx // chunk + 1) * chunk, last)
         m, i = stop - idx, idx - base
         lo = _hash._s32(idx)
         hb, tb, kb = h[:m], tmp[:m], keep[:m]
@@ -75,6 +72,41 @@ def torch_dropout_(x: Tensor, out: Tensor, seed: int, t: int, base: int = 0) -> 
         torch.mul(xs[i : i + m], kb, out=os_[i : i + m])
         os_[i : i + m].mul_(sc)
         idx = stop
+
+
+def torch_dropout_(x: Tensor, out: Tensor, seed: int, t: int, base: int = 0) -> None:
+    """Pure-torch kernel: the same hash in int32 tensor ops, block by block.
+
+    Works on any device and dtype; ``x`` and ``out`` are contiguous and may
+    alias; ``base`` is the logical index of ``x``'s first element. On CPU,
+    blocks of ``2**15`` elements stay under PyTorch's parallel grain size, so
+    each op runs on one thread without a barrier (barriers made the multi-
+    threaded version 10x slower on a loaded machine), and Python threads
+    (``torch.get_num_threads()`` of them; ops release the GIL) share the
+    blocks. Other devices use large blocks on one stream.
+    """
+    xs, os_ = x.reshape(-1), out.reshape(-1)
+    n = xs.numel()
+    if x.device.type != "cpu":
+        _torch_blocks(xs, os_, seed, t, base, base, base + n, 1 << 22)
+        return
+    workers = min(torch.get_num_threads(), n // PER_THREAD_MIN)
+    if workers <= 1:
+        _torch_blocks(xs, os_, seed, t, base, base, base + n, TORCH_CHUNK)
+        return
+    # split on block boundaries so every worker's blocks stay aligned
+    blocks = -(-(base + n) // TORCH_CHUNK) - base // TORCH_CHUNK
+    edges = [base] + [
+        (base // TORCH_CHUNK + blocks * w // workers) * TORCH_CHUNK for w in range(1, workers)
+    ]
+    edges.append(base + n)
+    with ThreadPoolExecutor(workers) as pool:
+        jobs = [
+            pool.submit(_torch_blocks, xs, os_, seed, t, base, lo, hi, TORCH_CHUNK)
+            for lo, hi in zip(edges[:-1], edges[1:])
+        ]
+        for job in jobs:
+            job.result()
 
 
 def _run(x: Tensor, out: Tensor, seed: int, t: int) -> None:
