@@ -98,14 +98,20 @@ def _phase(
     settings: ProtocolSettings,
     log: Callable[[str], None],
     label: str,
-) -> None:
-    """Train ``net`` to ``epochs`` epochs, resuming from and checkpointing to a state file."""
+) -> float:
+    """Train ``net`` to ``epochs`` epochs, resuming from and checkpointing to a state file.
+
+    Returns:
+        Training seconds spent by earlier, interrupted runs of this phase.
+    """
     state_path = folder / f"state-{name}.pt"
     meta = {"settings": fingerprint, "label": label, "models": net.m}
+    previous = 0.0
     if state_path.exists():
         state = read_torch(state_path)
         if state.get("meta") == meta:
             net.load_state_dict(state["net"])
+            previous = float(state.get("seconds", 0.0))
             log(f"{label}: resumed at epoch {net.epoch}/{epochs}")
     start = last_save = last_log = time.monotonic()
     first = net.epoch
@@ -115,7 +121,8 @@ def _phase(
         now = time.monotonic()
         # the last epoch is saved too: an interrupted MC evaluation keeps the training
         if now - last_save >= settings.checkpoint_seconds or trained.epoch == epochs:
-            write_torch(state_path, {"meta": meta, "net": trained.state_dict()})
+            seconds = previous + now - start
+            write_torch(state_path, {"meta": meta, "net": trained.state_dict(), "seconds": seconds})
             last_save = now
         if now - last_log >= 30.0 or trained.epoch == epochs:
             rate = (trained.epoch - first) / max(now - start, 1e-9)
@@ -125,6 +132,7 @@ def _phase(
         return False
 
     net.train(max(epochs - net.epoch, 0), callback=tick)
+    return previous
 
 
 def _tensors(data: UCIData, fit: np.ndarray, dtype: torch.dtype) -> dict[str, Any]:
@@ -209,7 +217,7 @@ def run_uci(
             backend=settings.backend,
         )
         label = f"[{data.name}] grid, splits {_span(todo)} ({net.m} models)"
-        _phase("grid", folder, fp, net, epochs, settings, log, label)
+        earlier = _phase("grid", folder, fp, net, epochs, settings, log, label)
         log(f"{label}: validation with {settings.samples} MC samples")
         scores = mc_regression(
             net,
@@ -220,7 +228,7 @@ def run_uci(
             tau=[configs[c][1] for _, c in models],
             samples=settings.samples,
         )
-        share = (time.monotonic() - t0) / len(todo)
+        share = (time.monotonic() - t0 + earlier) / len(todo)
         for k in todo:
             lls = [float(scores.ll[i]) for i, (kk, _) in enumerate(models) if kk == k]
             choice = int(np.argmax(lls))  # first maximum wins
@@ -242,7 +250,7 @@ def run_uci(
         backend=settings.backend,
     )
     label = f"[{data.name}] refit, splits {_span(pending)} ({net.m} models)"
-    _phase("refit", folder, fp, net, epochs, settings, log, label)
+    earlier = _phase("refit", folder, fp, net, epochs, settings, log, label)
     log(f"{label}: test with {settings.samples} MC samples")
     scores = mc_regression(
         net,
@@ -253,7 +261,7 @@ def run_uci(
         tau=[configs[best[k]][1] for k in pending],
         samples=settings.samples,
     )
-    share = (time.monotonic() - t0) / len(pending)
+    share = (time.monotonic() - t0 + earlier) / len(pending)
     for i, k in enumerate(pending):
         p, tau = configs[best[k]]
         done[k] = {
