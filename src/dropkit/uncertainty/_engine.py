@@ -4,11 +4,14 @@ Per batch: the plan's deterministic prefix runs once; then sample indices are
 consumed in steps of ``K`` (``K = 1`` in a loop, ``K`` replicated copies in one
 call when batched). The first steps of the first batch measure what the choice
 needs: one untimed sample records the activation bytes of one sample (forward
-hooks), one timed single sample and one timed batched chunk give seconds per
-sample, and the faster strategy is kept. Every measured step is a real sample,
-since sample ``s`` draws the same masks whatever the strategy. With ``tol``,
-after ``min_samples`` and every step after that, inputs whose standard error is
-below ``tol`` leave the batch (their rows are dropped from the replicated state).
+hooks), two timed single samples and two timed batched chunks give seconds per
+sample (the minimum of each pair). Batching is kept when it is clearly faster
+(per-sample time under ``BATCH_MARGIN`` times the loop's, since it costs ``K``
+times the memory), and the decision is remembered for later calls on the same
+model and batch size. Every measured step is a real sample, since sample ``s``
+draws the same masks whatever the strategy. With ``tol``, after ``min_samples``
+and every step after that, inputs whose standard error is below ``tol`` leave
+the batch (their rows are dropped from the replicated state).
 
 References:
     Gal and Ghahramani, "Dropout as a Bayesian Approximation", ICML 2016.
@@ -69,6 +72,8 @@ def _tensor_bytes(obj: Any) -> int:
 #: Loop-vs-batch decisions measured earlier, by (model id, split, rows, device, budget).
 #: A stale entry can only cost speed: every strategy draws the same samples.
 _DECISIONS: dict[tuple[Any, ...], tuple[str, float | None, dict[str, float]]] = {}
+#: Batched sampling is chosen when its time per sample is below this times the loop's.
+BATCH_MARGIN = 0.8
 #: Samples merged into the running reductions at once.
 _GROUP = 16
 
@@ -261,7 +266,8 @@ class Engine:
     def _decide(self, m: int) -> None:
         per = min(self._batch_times)
         self.timing["batched_s_per_sample"] = per
-        self.mode = "batched" if per < self.timing["loop_s_per_sample"] else "loop"
+        # batching costs K times the memory: take it only when clearly faster
+        self.mode = "batched" if per < BATCH_MARGIN * self.timing["loop_s_per_sample"] else "loop"
         self._phase = "run"
         if len(_DECISIONS) > 64:
             _DECISIONS.clear()

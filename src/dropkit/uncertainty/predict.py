@@ -179,9 +179,10 @@ def mc_predict(
     ``sites="head"``; explicit with ``features=``/``head=``), then the stochastic
     rest runs ``samples`` times, either one sample per call (``"loop"``) or
     ``K`` samples per call on inputs replicated ``K`` times (``"batched"``, ``K``
-    under ``memory_mb``); ``"auto"`` times one of each on the first batch and
-    keeps the faster. Sample ``s`` draws its masks from a generator seeded by
-    ``(seed, s)``, so all strategies and prefix reuse give the same result.
+    under ``memory_mb``); ``"auto"`` times both on the first batch and batches
+    only when clearly faster (recorded in ``extras``). Sample ``s`` draws its
+    masks from a generator seeded by ``(seed, s)``, so all strategies and prefix
+    reuse give the same result.
 
     Args:
         model: The model; called as ``model(x)`` or ``model(**mapping)``.
