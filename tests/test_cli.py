@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -349,13 +351,41 @@ def test_report_command_errors(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     one_line_error(code, err, r"expected an existing metrics\.json, but got")
 
 
+def test_report_command_rerenders(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tests.report.conftest import small_metrics
+
+    (tmp_path / "metrics.json").write_text(json.dumps(small_metrics()))
+    code, out, _ = run(capsys, "report", str(tmp_path / "metrics.json"))
+    assert code == 0 and out.strip() == str(tmp_path / "report.html")
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 6
+
+
+def _demo_cmd(out: Path) -> list[str]:
+    return [sys.executable, "-m", "dropkit.cli", "demo", "--quick", "--out", str(out)]
+
+
+def test_demo_ctrl_c_leaves_nothing_half_written(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        _demo_cmd(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 60
+    while not out.is_dir() and time.monotonic() < deadline:  # folder made: training starts
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err[-2000:]
+    one_line_error(2, err, r"interrupted; nothing half-written was left behind")
+    # no report, no temporary files
+    assert list(out.iterdir()) == []
+
+
 def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "dropkit.cli", "demo", "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=120, env=env,
-    )  # fmt: skip
+    done = subprocess.run(_demo_cmd(out), capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "report.html"]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -44,6 +44,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -74,6 +75,7 @@ examples:
   dropkit audit vit_small_patch16_224
   dropkit audit path/to/hf-model-folder --json
   dropkit predict path/to/hf-model-folder --input "great movie" --samples 20 --sites head
+  dropkit sweep --task digits --trials 20 --storage sqlite:///out/sweep.db --study digits
   dropkit bench mc --quick
 """
 
@@ -314,6 +316,37 @@ def _dispatch(args: list[str]) -> int:
     )
 
 
+class _Interrupts:
+    """SIGINT -> KeyboardInterrupt, remembering that it happened.
+
+    A Ctrl-C that lands inside an import can surface later as another error
+    (a half-initialised module); the flag lets :func:`main` still report it
+    as an interruption. The previous handler is restored on exit.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Interrupts:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: keep Python's default
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+INTERRUPTED = "interrupted; nothing half-written was left behind. Re-run to finish."
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dropkit`` command; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -321,22 +354,26 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     debug = os.environ.get("DROPKIT_DEBUG") == "1"
-    try:
-        return _dispatch(args)
-    except KeyboardInterrupt:
-        return _error("interrupted; nothing half-written was left behind. Re-run to finish.")
-    except SystemExit as exc:  # argparse --help (0) or a delegated command's own exit
-        if exc.code is None or isinstance(exc.code, int):
-            return int(exc.code or 0)
-        return _error(str(exc.code))
-    except CLIError as exc:
-        return _error(str(exc))
-    except Exception as exc:
-        if debug:
-            raise
-        known = (ValueError, TypeError, RuntimeError, OSError, ImportError)
-        text = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
-        return _error(text + ("" if isinstance(exc, known) else " (DROPKIT_DEBUG=1 for details)"))
+    with _Interrupts() as interrupts:
+        try:
+            return _dispatch(args)
+        except KeyboardInterrupt:
+            return _error(INTERRUPTED)
+        except SystemExit as exc:  # argparse --help (0) or a delegated command's own exit
+            if exc.code is None or isinstance(exc.code, int):
+                return int(exc.code or 0)
+            return _error(str(exc.code))
+        except CLIError as exc:
+            return _error(str(exc))
+        except Exception as exc:
+            if interrupts.seen:
+                return _error(INTERRUPTED)
+            if debug:
+                raise
+            known = (ValueError, TypeError, RuntimeError, OSError, ImportError)
+            text = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+            hint = "" if isinstance(exc, known) else " (DROPKIT_DEBUG=1 for details)"
+            return _error(text + hint)
 
 
 if __name__ == "__main__":

@@ -120,12 +120,17 @@ def make_mlp(cfg: DemoConfig, p: float, *, concrete_n: int | None = None) -> nn.
     if concrete_n is not None:
         from dropkit.nn import ConcreteDropout
 
-        reg = {"weight_regularizer": 1e-4 / concrete_n, "dropout_regularizer": 2.0 / concrete_n}
+        def layer(n_in: int, n_out: int, p0: float) -> nn.Module:
+            return ConcreteDropout(
+                nn.Linear(n_in, n_out),
+                p=p0,
+                weight_regularizer=1e-4 / concrete_n,
+                dropout_regularizer=2.0 / concrete_n,
+            )
+
         return nn.Sequential(
-            ConcreteDropout(nn.Linear(64, h), p=0.1, **reg), nn.ReLU(),
-            ConcreteDropout(nn.Linear(h, h), p=0.2, **reg), nn.ReLU(),
-            ConcreteDropout(nn.Linear(h, c), p=0.2, **reg),
-        )  # fmt: skip
+            layer(64, h, 0.1), nn.ReLU(), layer(h, h, 0.2), nn.ReLU(), layer(h, c, 0.2)
+        )
     return nn.Sequential(
         nn.Linear(64, h), nn.ReLU(), Dropout(p),
         nn.Linear(h, h), nn.ReLU(), Dropout(p),

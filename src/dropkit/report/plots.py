@@ -241,7 +241,7 @@ def risk_coverage(methods: Sequence[dict[str, Any]]) -> Any:
         errs = [c for c, r in zip(rc["coverage"], rc["risk"]) if r > 0]
         first_error = min([first_error, *errs[:1]])
     # Zoom onto the part of the curve where errors appear (risk is 0 before).
-    left = max(0.0, min(first_error - 0.05, 0.5)) if first_error < 1.0 else 0.0
+    left = max(0.0, first_error - 0.05) if first_error < 1.0 else 0.0
     ax.set_xlabel("coverage (fraction of inputs answered, most confident first)")
     ax.set_ylabel("risk (error rate)")
     ax.set_xlim(round(left, 2), 1)

@@ -221,15 +221,15 @@ def predict_lines(
     """
     from dropkit.uncertainty import mc_predict
 
-    if seed is not None:
-        torch.manual_seed(seed)
     labels = _labels(loaded.model)
     bar = None
     if progress:
         tqdm = require("tqdm", "report", where).tqdm
         bar = tqdm(total=len(inputs), unit="input", desc="MC dropout", leave=False)
     index = 0
-    kwargs: dict[str, Any] = {"samples": samples, "output": output}
+    kwargs: dict[str, Any] = {"samples": samples, "output": output, "progress": False}
+    if seed is not None:
+        kwargs["seed"] = seed
     if sites is not None:
         kwargs["sites"] = sites
     try:

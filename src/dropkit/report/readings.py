@@ -101,8 +101,16 @@ def risk_coverage(methods: Sequence[dict[str, Any]]) -> str:
     best = min(chosen, key=lambda m: m["aurc"])
     full = risk_at(best["risk_coverage"], 1.0)
     eighty = risk_at(best["risk_coverage"], 0.8)
+    errors = [
+        c for c, r in zip(best["risk_coverage"]["coverage"], best["risk_coverage"]["risk"]) if r > 0
+    ]
+    if errors and errors[0] > 0.8:
+        return (
+            f"Lowest AURC: {best['name']} ({best['aurc']:.3g}); it makes no error on its "
+            f"{100 * errors[0]:.0f}% most confident inputs, and {_f(100 * full, 1)}% overall."
+        )
     return (
-        f"Lowest AURC: {best['name']} ({_f(best['aurc'], 4)}); abstaining on its 20% "
+        f"Lowest AURC: {best['name']} ({best['aurc']:.3g}); abstaining on its 20% "
         f"least-confident inputs cuts its error from {_f(100 * full, 1)}% to "
         f"{_f(100 * eighty, 1)}%."
     )
