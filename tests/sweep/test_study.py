@@ -186,3 +186,31 @@ def test_cli_runs_and_reports_errors_in_one_line(tasks: Any, tmp_path: Path, cap
         assert err.startswith("dropkit sweep: error: ") and len(err.strip().splitlines()) == 1
         assert __import__("re").search(message, err), err
     assert not (tmp_path / "e.db").exists()
+
+
+def test_uci_task_sweep_from_the_cli(uci_dir: Path, tmp_path: Path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'y.db'}"
+    base = [
+        "--task",
+        "uci:yacht",
+        "--data-dir",
+        str(uci_dir),
+        "--storage",
+        url,
+        "--study",
+        "y",
+        "--epochs",
+        "4",
+        "--samples",
+        "10",
+        "--quiet",
+    ]
+    assert cli.main([*base, "--trials", "2", "--objective", "rmse"]) == 0
+    trials = optuna.load_study(study_name="y", storage=url).trials
+    assert len(trials) == 2
+    # the UCI network has one rate for both sites and no schedule: the space says so
+    for trial in trials:
+        assert trial.params["profile"] == "constant" and trial.params["schedule"] == "constant"
+        assert 1e-8 <= trial.params["weight_decay"] <= 1e-4
+    assert cli.main([*base, "--trials", "3", "--objective", "accuracy"]) == 2
+    assert "expected an objective for regression, but got 'accuracy'" in capsys.readouterr().err

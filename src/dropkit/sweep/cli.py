@@ -103,7 +103,7 @@ def _range(text: str) -> tuple[float, float]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Check every argument, then run the study; return a JSON-ready summary."""
     from dropkit.sweep.objectives import resolve
-    from dropkit.sweep.space import SearchSpace
+    from dropkit.sweep.space import SearchSpace, space_for
     from dropkit.sweep.study import open_storage, run_study
     from dropkit.sweep.tasks import load_task
 
@@ -119,8 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     storage = open_storage(
         args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace, log=log
     )
-    kinds = tuple(getattr(train, "kinds", ()))
-    space = SearchSpace(p=space.p, kinds=kinds if len(kinds) > 1 else ())
+    space = space_for(train, p=space.p)
     study = run_study(
         train,
         objective=objective,

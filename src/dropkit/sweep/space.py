@@ -95,6 +95,23 @@ class SearchSpace:
         return params
 
 
+def space_for(task: Any, p: tuple[float, float] = (0.0, 0.5)) -> SearchSpace:
+    """The default search space of a task, from its optional attributes.
+
+    ``kinds`` (per-kind rates when it names more than one), ``profiles``,
+    ``schedules`` and ``weight_decay`` (a range, or ``None``) narrow the
+    space to what the task can use.
+    """
+    kinds = tuple(getattr(task, "kinds", ()))
+    return SearchSpace(
+        p=p,
+        kinds=kinds if len(kinds) > 1 else (),
+        profiles=tuple(getattr(task, "profiles", PROFILES)),
+        schedules=tuple(getattr(task, "schedules", SCHEDULES)),
+        weight_decay=getattr(task, "weight_decay", (1e-6, 1e-2)),
+    )
+
+
 def site_rate(params: dict[str, Any], kind: str, depth: float, progress: float = 1.0) -> float:
     """Rate of one site under a trial's parameters.
 

@@ -30,7 +30,7 @@ from typing import Any
 from dropkit._validation import check_int
 from dropkit.integrations._extras import require
 from dropkit.sweep.objectives import UserObjective, check_task, resolve, score
-from dropkit.sweep.space import SearchSpace
+from dropkit.sweep.space import SearchSpace, space_for
 from dropkit.sweep.tasks import Train
 
 DEFAULT_STORAGE = "sqlite:///study.db"
@@ -144,8 +144,8 @@ def run_study(
         study_name: Workers with the same storage and name share one study.
         n_trials: Target number of finished (complete + pruned) trials in the
             whole study; concurrent workers may each add one more.
-        space: Search space; the task's ``kinds`` get per-kind rates if the
-            space names none.
+        space: Search space; default :func:`~dropkit.sweep.space.space_for`
+            the task (its kinds, profiles, schedules and weight-decay range).
         seed: Sampler seed (give workers different seeds).
         timeout: Stop this worker after this many seconds.
         heartbeat_interval: Seconds between heartbeats of a running trial.
@@ -173,8 +173,7 @@ def run_study(
             "Pass e.g. 'digits-dropout'."
         )
     if space is None:
-        kinds = tuple(getattr(train, "kinds", ()))
-        space = SearchSpace(kinds=kinds if len(kinds) > 1 else ())
+        space = space_for(train)
     if isinstance(storage, str):
         storage = open_storage(
             storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period, log=log

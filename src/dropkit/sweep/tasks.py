@@ -112,9 +112,9 @@ class DigitsTask:
 class UCITask:
     """One UCI split, the Gal & Ghahramani network, for a regression sweep.
 
-    The trial's ``p`` is the drop rate and its ``weight_decay`` the factor
-    ``reg`` on the squared weights; ``tau`` (model precision) is the middle
-    of the dataset's grid unless given.
+    The trial's ``p`` is the drop rate (input and hidden) and its
+    ``weight_decay`` the factor ``reg`` on the squared weights; ``tau`` (model
+    precision) is the middle of the dataset's grid unless given.
 
     Args:
         data_dir: UCI folder.
@@ -128,6 +128,10 @@ class UCITask:
 
     kind = "regression"
     kinds = ("element",)
+    # one rate for input and hidden dropout, fixed over training; reg is small at UCI sizes
+    profiles = ("constant",)
+    schedules = ("constant",)
+    weight_decay = (1e-8, 1e-4)
 
     def __init__(
         self,
@@ -158,7 +162,7 @@ class UCITask:
         """Train one configuration, reporting MC validation samples every few epochs."""
         from dropkit.sweep.batched import BatchedMLP
 
-        p = site_rate({**params, "schedule": "constant"}, "element", 0.0)
+        p = float(params["p"])
         net = BatchedMLP(
             [self.x],
             [self.y],
