@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from dropkit.kernels import (
     SMALL,
+    _ops,
     bernoulli_dropout,
     draw_mask,
     draw_seed,
@@ -89,7 +90,7 @@ def test_dtypes_share_the_mask(dtype: torch.dtype, generator: torch.Generator) -
     assert y.dtype == dtype
     assert torch.equal(y != 0, _keep(1234, (50, 60)))
     y.sum().backward()
-    assert xd.grad.dtype == dtype and torch.equal(xd.grad != 0, y != 0)
+    assert xd.grad.dtype == dtype and torch.equal(xd.grad != 0, _keep(1234, (50, 60)))
 
 
 def test_non_contiguous_input_uses_logical_order(generator: torch.Generator) -> None:
@@ -160,14 +161,14 @@ def test_draw_mask(seed: int) -> None:
     assert torch.equal(draw_mask((3, 3), 0.0, like=like), torch.ones(3, 3, dtype=torch.float64))
 
 
-def test_torch_compile_fullgraph_no_graph_break() -> None:
+def test_torch_compile_fullgraph_no_graph_break(generator: torch.Generator) -> None:
     def f(x: torch.Tensor) -> torch.Tensor:
         h = bernoulli_dropout(x * 2.0, P)
         h = seeded_dropout(h * 1.0, P, 17, inplace=True)
         return h * 3.0
 
     compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
-    x = torch.randn(64, 64, requires_grad=True)
+    x = torch.randn(64, 64, generator=generator, requires_grad=True)
     y = compiled(x)
     y.sum().backward()
     keep = y != 0
@@ -176,3 +177,18 @@ def test_torch_compile_fullgraph_no_graph_break() -> None:
     s = float(_scale(P, torch.float32))
     assert torch.allclose(x.grad[keep], torch.full_like(x.grad[keep], 6.0 * s * s))
     assert torch.equal(keep & ~_keep(17, (64, 64)), torch.zeros(64, 64, dtype=torch.bool))
+
+
+def test_torch_fallback_backward_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(_ops._backends, "numba", None)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        x = torch.randn(2 * _ops.PER_THREAD_MIN + 7, requires_grad=True)
+        y = bernoulli_dropout(x, P, generator=torch.Generator().manual_seed(4))
+        y.backward(torch.ones_like(y))
+    finally:
+        torch.set_num_threads(before)
+    keep = bernoulli_dropout(torch.ones_like(x), P, generator=torch.Generator().manual_seed(4)) != 0
+    assert torch.equal(y.detach(), x.detach() * torch.where(keep, _scale(P, torch.float32), 0.0))
+    assert torch.equal(x.grad, torch.where(keep, _scale(P, torch.float32), 0.0))

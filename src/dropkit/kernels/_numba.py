@@ -119,4 +119,10 @@ def dropout_(x: torch.Tensor, out: torch.Tensor, seed: int, t: int, base: int = 
         _dropout_serial(*args)
         return
     with _LOCK:
-        _dropout_parallel(*args)
+        # dynamic scheduling, one 2**16-element chunk at a time: on a shared
+        # machine a thread that is descheduled no longer holds up the others
+        old = numba.set_parallel_chunksize(1)
+        try:
+            _dropout_parallel(*args)
+        finally:
+            numba.set_parallel_chunksize(old)

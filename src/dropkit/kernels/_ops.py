@@ -85,7 +85,8 @@ def torch_dropout_(x: Tensor, out: Tensor, seed: int, t: int, base: int = 0) -> 
     (``torch.get_num_threads()`` of them; ops release the GIL) share the
     blocks. Other devices use large blocks on one stream.
     """
-    xs, os_ = x.reshape(-1), out.reshape(-1)
+    # worker threads start with grad mode on: work on detached views
+    xs, os_ = x.detach().reshape(-1), out.detach().reshape(-1)
     n = xs.numel()
     if x.device.type != "cpu":
         _torch_blocks(xs, os_, seed, t, base, base, base + n, 1 << 22)
