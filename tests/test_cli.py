@@ -411,3 +411,19 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6
     assert "http://" not in html and "https://" not in html
+
+
+def test_demo_training_is_reproducible() -> None:
+    from dropkit.demo.training import DemoConfig, load_data, make_mlp, train
+
+    cfg = DemoConfig.make(quick=True, seed=3)
+    cfg.epochs = 3
+    data = load_data(cfg)
+    runs = [train(make_mlp(cfg, 0.2, seed=7), data, cfg, seed=7, fixed_p=0.2) for _ in range(2)]
+    assert runs[0]["val_loss"] == runs[1]["val_loss"]
+    assert runs[0]["train_loss"] == runs[1]["train_loss"]
+    other = train(make_mlp(cfg, 0.2, seed=8), data, cfg, seed=8, fixed_p=0.2)
+    assert other["val_loss"] != runs[0]["val_loss"]
+    # the split: classes 0-4 in, 5-9 out, no overlap between train / val / test
+    assert set(data.y_train.tolist()) == {0, 1, 2, 3, 4}
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) + len(data.x_ood) == 1797

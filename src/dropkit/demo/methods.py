@@ -228,7 +228,7 @@ def _ensemble_members(
     k = 0
     while len(members) < cfg.ensemble_members:
         bar.next(f"ensemble member {len(members) + 1}")
-        model = make_mlp(cfg, 0.0)
+        model = make_mlp(cfg, 0.0, seed=cfg.seed * 1000 + 500 + k)
         curves = train(model, data, cfg, seed=cfg.seed * 1000 + 500 + k)
         extra += curves["time_s"]
         members.append(model.eval())

@@ -84,10 +84,11 @@ def run_demo(
     data = load_data(cfg)
 
     sweep_runs = {}
-    for k, p in enumerate(cfg.sweep_ps):
+    for p in cfg.sweep_ps:
         bar.next(f"sweep p={p:g}")
-        model = make_mlp(cfg, p)
-        sweep_runs[p] = (model, train(model, data, cfg, seed=cfg.seed * 1000 + k, fixed_p=p))
+        # common random numbers: every rate starts from the same weights and data order
+        model = make_mlp(cfg, p, seed=cfg.seed * 1000)
+        sweep_runs[p] = (model, train(model, data, cfg, seed=cfg.seed * 1000, fixed_p=p))
     positive = [p for p in cfg.sweep_ps if p > 0]
     best_p = min(positive, key=lambda p: sweep_runs[p][1]["val_loss"][-1])
     settings = _settings(cfg, data, sweep_runs, best_p, bar)
@@ -123,14 +124,14 @@ def _settings(
         }
     )
     bar.next("schedule")
-    model = make_mlp(cfg, best_p)
+    model = make_mlp(cfg, best_p, seed=cfg.seed * 1000 + 101)
     steps = cfg.epochs * -(-len(data.y_train) // cfg.batch_size)
     start, end = min(2 * best_p, 0.7), best_p / 2
     scheduler = DropoutScheduler(model, schedules.linear(start, end, steps))
     curves = train(model, data, cfg, seed=cfg.seed * 1000 + 101, scheduler=scheduler)
     out.append({"name": "schedule", "description": f"linear decay {start:g} -> {end:g}", **curves})
     bar.next("ConcreteDropout")
-    model = make_mlp(cfg, 0.0, concrete_n=len(data.y_train))
+    model = make_mlp(cfg, 0.0, seed=cfg.seed * 1000 + 102, concrete_n=len(data.y_train))
     curves = train(model, data, cfg, seed=cfg.seed * 1000 + 102)
     out.append({"name": "ConcreteDropout", "description": "learned rate", **curves})
     return out

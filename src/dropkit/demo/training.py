@@ -99,12 +99,13 @@ def load_data(cfg: DemoConfig) -> Data:
     )  # fmt: skip
 
 
-def make_mlp(cfg: DemoConfig, p: float, *, concrete_n: int | None = None) -> nn.Module:
+def make_mlp(cfg: DemoConfig, p: float, *, seed: int, concrete_n: int | None = None) -> nn.Module:
     """The demo network: 64 -> H -> H -> 5 with dropout after each hidden layer.
 
     Args:
         cfg: The configuration (hidden width ``H``).
         p: Drop rate of the fixed dropout layers.
+        seed: Seeds torch's global generator before the weights are drawn.
         concrete_n: Build :class:`dropkit.nn.ConcreteDropout` layers instead,
             with the regularisers of Gal et al. (2017) for ``concrete_n``
             training examples (dropout regulariser ``2 / N``, weight
@@ -116,6 +117,7 @@ def make_mlp(cfg: DemoConfig, p: float, *, concrete_n: int | None = None) -> nn.
     """
     from dropkit.nn import Dropout
 
+    torch.manual_seed(seed)
     h, c = cfg.hidden, len(IN_CLASSES)
     if concrete_n is not None:
         from dropkit.nn import ConcreteDropout
