@@ -142,7 +142,11 @@ def test_mean_se() -> None:
 
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_mc_regression_matches_naive_reference(generator: torch.Generator, backend: str) -> None:
+@pytest.mark.parametrize("budget", [1 << 23, 200])  # 200 words: one model per group, 4 passes
+def test_mc_regression_matches_naive_reference(
+    generator: torch.Generator, backend: str, budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("dropkit.sweep.mc._CHUNK_WORDS", budget)
     dt = torch.float64
     xs = [torch.randn(40, 3, generator=generator, dtype=dt) for _ in range(2)]
     ys = [x[:, 0] for x in xs]

@@ -81,48 +81,66 @@ def mc_regression(
     for i in range(m):
         x[i, : sizes[i]] = xs[i]
         y[i, : sizes[i]] = ys[i]
-    per_chunk = max(4, (_CHUNK_WORDS // (m * n_max * k)) // 4 * 4)  # multiple of 4 passes
+    # models are scored in groups so a chunk of at least 4 passes fits the word budget;
+    # each model's stream is its own, so grouping does not change any number
+    group = max(1, min(m, _CHUNK_WORDS // (4 * n_max * k)))
+    per_chunk = max(4, (_CHUNK_WORDS // (group * n_max * k)) // 4 * 4)  # multiple of 4 passes
     total = np.zeros((m, n_max))
     lse_max, lse_sum = np.full((m, n_max), -np.inf), np.zeros((m, n_max))
     thr = net._thr.view(-1).numpy()
     scale = net._scale.view(-1).numpy()
-    w1, b1, w2, b2 = net.weights
+    w1 = net.weights[0]
     flat, o = net.flat.numpy(), net._offsets
     mean_arr, std_arr = np.asarray(y_mean, np.float64), np.asarray(y_std, np.float64)
     tau_arr = np.asarray(tau, np.float64)
-    words = np.zeros((m, per_chunk * n_max, k), dtype=np.int16)
-    for start in range(0, samples, per_chunk):
-        passes = min(per_chunk, samples - start)
-        for i, stream in enumerate(net.streams):
-            rows = passes * int(sizes[i])
-            words[i, :rows] = stream.mask_words(rows, k)
-        if net.backend == "numba":
+    words = np.zeros((group, per_chunk * n_max, k), dtype=np.int16)
+    for g0 in range(0, m, group):
+        g = slice(g0, min(g0 + group, m))
+        count = g.stop - g.start
+        for start in range(0, samples, per_chunk):
+            passes = min(per_chunk, samples - start)
+            for i in range(g.start, g.stop):
+                rows = passes * int(sizes[i])
+                words[i - g0, :rows] = net.streams[i].mask_words(rows, k)
+            if net.backend != "numba":
+                _accumulate_torch(
+                    net,
+                    g,
+                    x,
+                    y,
+                    words,
+                    passes,
+                    sizes,
+                    mean_arr,
+                    std_arr,
+                    tau_arr,
+                    total,
+                    lse_max,
+                    lse_sum,
+                )
+                continue
             fused = _fused()
-            xm = torch.empty(m, passes * n_max, d, dtype=net.dtype)
-            fused.mc_inputs(x.numpy(), words, passes, sizes, thr, scale, xm.numpy())
-            a = torch.bmm(xm, w1)  # (M, passes * n, h)
+            xm = torch.empty(count, passes * n_max, d, dtype=net.dtype)
+            fused.mc_inputs(x[g].numpy(), words, passes, sizes[g], thr[g], scale[g], xm.numpy())
+            a = torch.bmm(xm, w1[g])  # (group, passes * n, h)
             fused.mc_accumulate(
                 a.numpy(),
                 words,
                 passes,
-                sizes,
+                sizes[g],
                 d,
-                thr,
-                scale,
-                flat[:, o[1] : o[2]],
-                flat[:, o[2] : o[3]],
-                flat[:, o[3]],
-                mean_arr,
-                std_arr,
-                y,
-                tau_arr,
-                total,
-                lse_max,
-                lse_sum,
-            )
-        else:
-            _accumulate_torch(
-                net, x, y, words, passes, sizes, mean_arr, std_arr, tau_arr, total, lse_max, lse_sum
+                thr[g],
+                scale[g],
+                flat[g, o[1] : o[2]],
+                flat[g, o[2] : o[3]],
+                flat[g, o[3]],
+                mean_arr[g],
+                std_arr[g],
+                y[g],
+                tau_arr[g],
+                total[g],
+                lse_max[g],
+                lse_sum[g],
             )
     means, lls = [], []
     rmse, ll = np.zeros(m), np.zeros(m)
@@ -140,6 +158,7 @@ def mc_regression(
 
 def _accumulate_torch(
     net: BatchedMLP,
+    group: slice,
     x: torch.Tensor,
     y: np.ndarray,
     words: np.ndarray,
@@ -155,9 +174,9 @@ def _accumulate_torch(
     """Plain-torch version of the numba chunk kernels (one model at a time)."""
     d = net.d
     w1, b1, w2, b2 = net.weights
-    for i in range(net.m):
+    for i in range(group.start, group.stop):
         n = int(sizes[i])
-        bits = torch.from_numpy(words[i, : passes * n]).view(passes, n, -1)
+        bits = torch.from_numpy(words[i - group.start, : passes * n]).view(passes, n, -1)
         keep = (bits >= int(net._thr.view(-1)[i])).to(net.dtype) * net._scale.view(-1)[i]
         hidden = torch.relu((x[i, :n] * keep[..., :d]) @ w1[i] + b1[i]) * keep[..., d:]
         out = (hidden @ w2[i] + b2[i]).squeeze(-1).double() * y_std[i] + y_mean[i]  # (T, n)
