@@ -112,3 +112,23 @@ def test_bad_data_leaves_no_results(uci_dir: Path, tmp_path: Path) -> None:
             ["--datasets", "energy", "--data-dir", str(tmp_path / "data"), "--out", str(out)]
         )
     assert not out.exists()
+
+
+def test_summary_accumulates_datasets(uci_dir: Path, tmp_path: Path) -> None:
+    common = [
+        "--data-dir",
+        str(uci_dir),
+        "--out",
+        str(tmp_path),
+        "--splits",
+        "1",
+        "--epochs",
+        "2",
+        "--samples",
+        "8",
+    ]
+    assert bench_uci.main(["--datasets", "yacht", *common]) == 0
+    assert bench_uci.main(["--datasets", "energy", *common]) == 0
+    datasets = json.loads((tmp_path / "uci.json").read_text())["datasets"]
+    assert sorted(datasets) == ["energy", "yacht"]
+    assert datasets["energy"]["complete"] is False and datasets["energy"]["splits"] == 1

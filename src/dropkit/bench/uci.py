@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from dropkit.sweep._io import write_json
+from dropkit.sweep._io import read_json, write_json
 from dropkit.sweep.protocol import ProtocolSettings, run_uci, summarize
 from dropkit.sweep.uci import DATASETS, UCIData, load_uci
 
@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("out/uci"),
-        help="results folder (checkpoints, per-split JSON, uci.json)",
+        default=None,
+        help="results folder: checkpoints, per-split JSON, uci.json (default out/uci, "
+        "out/uci-quick with --quick)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="CI mode: yacht, 2 splits, 40 epochs, 100 samples"
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.datasets, args.splits, args.epochs = "yacht", args.splits or 2, args.epochs or 40
         args.samples = min(args.samples, 100)
+    args.out = args.out or Path("out/uci-quick" if args.quick else "out/uci")
     data_dir = args.data_dir or _default_data_dir()
     if data_dir is None:
         raise ValueError(
@@ -238,15 +240,18 @@ def main(argv: list[str] | None = None) -> int:
         results[data.name] = summary
         log(f"[{data.name}] done: RMSE {_fmt(**summary['rmse'])}, LL {_fmt(**summary['ll'])}")
     _print(results)
+    # uci.json accumulates: datasets of earlier runs into the same folder are kept
+    summary_path = args.out / "uci.json"
+    previous = read_json(summary_path).get("datasets", {}) if summary_path.exists() else {}
     write_json(
-        args.out / "uci.json",
+        summary_path,
         {
             "bench": "uci",
             "quick": args.quick,
             "data_dir": str(data_dir),
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
-            "datasets": results,
+            "datasets": {**previous, **results},
         },
     )
     return 0
