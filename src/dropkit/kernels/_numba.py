@@ -29,29 +29,31 @@ from numba import njit, prange
 from dropkit.kernels import _hash
 
 CHUNK = 1 << 16  # elements per parallel task
+_U32 = np.uint32
 _M32 = np.uint64(_hash.M32)
-_A1, _A2 = np.uint64(_hash.A1), np.uint64(_hash.A2)
-_B1, _B2 = np.uint64(_hash.B1), np.uint64(_hash.B2)
-_GOLDEN = np.uint64(_hash.GOLDEN)
-_S15, _S16, _S32 = np.uint64(15), np.uint64(16), np.uint64(32)
+_A1, _A2 = _U32(_hash.A1), _U32(_hash.A2)
+_B1, _B2 = _U32(_hash.B1), _U32(_hash.B2)
+_GOLDEN = _U32(_hash.GOLDEN)
+_S15, _S16, _S32 = _U32(15), _U32(16), np.uint64(32)
 
 
+# numba widens integer arithmetic to 64 bits; truncating every step back to
+# uint32 lets LLVM narrow the vector code to 32-bit lanes (vpmulld instead of
+# vpmullq: 16 lanes per AVX-512 register instead of 8, ~1.4x faster here).
 @njit(inline="always", cache=True)
 def _mix(lo, k0, kb):  # type: ignore[no-untyped-def]
-    # numba widens to 64 bits; masking keeps every product a 32-bit word.
-    h = lo ^ k0
-    h ^= h >> _S16
-    h = (h * _A1) & _M32
-    h ^= h >> _S15
-    h = (h * _A2) & _M32
-    h ^= h >> _S16
-    h ^= kb
-    h ^= h >> _S16
-    h = (h * _B1) & _M32
-    h ^= h >> _S15
-    h = (h * _B2) & _M32
-    h ^= h >> _S15
-    return h
+    h = _U32(lo ^ k0)
+    h = _U32(h ^ (h >> _S16))
+    h = _U32(h * _A1)
+    h = _U32(h ^ (h >> _S15))
+    h = _U32(h * _A2)
+    h = _U32(h ^ (h >> _S16))
+    h = _U32(h ^ kb)
+    h = _U32(h ^ (h >> _S16))
+    h = _U32(h * _B1)
+    h = _U32(h ^ (h >> _S15))
+    h = _U32(h * _B2)
+    return _U32(h ^ (h >> _S15))
 
 
 @njit(inline="always", cache=True)
@@ -59,31 +61,31 @@ def _chunk(x, out, c, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
     zero = scale - scale  # 0 in the dtype of scale (an int literal would widen it)
     for i in range(c * CHUNK, min(c * CHUNK + CHUNK, x.size)):
         idx = base + np.uint64(i)
-        kb = k1 ^ (((idx >> _S32) * _GOLDEN) & _M32)
-        h = _mix(idx & _M32, k0, kb)
+        kb = _U32(k1 ^ _U32(_U32(idx >> _S32) * _GOLDEN))
+        h = _mix(_U32(idx & _M32), k0, kb)
         out[i] = x[i] * (scale if h >= t else zero)
 
 
-# k0, k1 and base arrive as Python ints (cheaper to pass than numpy scalars)
-# and are made unsigned before any arithmetic: int64 op uint64 gives float64.
+# base, k0, k1 and t arrive as Python ints (cheaper to pass than numpy
+# scalars) and are cast once: int64 mixed with unsigned would give float64.
 @njit(parallel=True, cache=True, fastmath=False, nogil=True)
 def _dropout_parallel(x, out, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
-    base, k0, k1 = np.uint64(base), np.uint64(k0), np.uint64(k1)
+    base, k0, k1, t = np.uint64(base), _U32(k0), _U32(k1), _U32(t)
     for c in prange((x.size + CHUNK - 1) // CHUNK):
         _chunk(x, out, c, base, k0, k1, t, scale)
 
 
 @njit(cache=True, fastmath=False, nogil=True)
 def _dropout_serial(x, out, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
-    base, k0, k1 = np.uint64(base), np.uint64(k0), np.uint64(k1)
+    base, k0, k1, t = np.uint64(base), _U32(k0), _U32(k1), _U32(t)
     for c in range((x.size + CHUNK - 1) // CHUNK):
         _chunk(x, out, c, base, k0, k1, t, scale)
 
 
 @functools.lru_cache(maxsize=64)
-def _constants(t: int, dtype: np.dtype) -> tuple[np.uint64, np.floating]:
-    """Threshold and scale as the numpy scalars the kernel is compiled for."""
-    return np.uint64(t), dtype.type(_hash.scale(t))
+def _scale(t: int, dtype: np.dtype) -> np.floating:
+    """``1 / keep`` as the numpy scalar type the kernel is compiled for."""
+    return dtype.type(_hash.scale(t))
 
 
 #: Below this many elements the single-threaded kernel is faster than waking
@@ -112,7 +114,7 @@ def dropout_(x: torch.Tensor, out: torch.Tensor, seed: int, t: int, base: int = 
     """
     k0, k1 = _hash.keys(seed)
     xs, os_ = x.detach().numpy().reshape(-1), out.detach().numpy().reshape(-1)
-    args = (xs, os_, base, k0, k1, *_constants(t, xs.dtype))
+    args = (xs, os_, base, k0, k1, t, _scale(t, xs.dtype))
     # GNU OpenMP is not fork-safe: a forked child (e.g. a DataLoader worker)
     # runs the serial kernel instead of touching the parent's thread pool.
     if xs.size < PARALLEL_MIN or _threads() == 1 or os.getpid() != _MAIN_PID:

@@ -142,6 +142,11 @@ def apply_(x: Tensor, out: Tensor, seed: int, p: float) -> None:
 
 def dropout(x: Tensor, seed: int, p: float) -> Tensor:
     """Out-of-place seeded dropout without autograd; the output is contiguous."""
+    if not x.is_contiguous():
+        # .contiguous() already made a private copy: drop out in place on it
+        out = x.contiguous()
+        apply_(out, out, seed, p)
+        return out
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     apply_(x, out, seed, p)
     return out
