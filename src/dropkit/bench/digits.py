@@ -1,0 +1,295 @@
+"""``dropkit bench digits``: MC dropout vs its rivals on scikit-learn's digits (offline).
+
+Three experiments, each over several seeds (mean +- std across seeds):
+
+(a) **OOD detection.** An MLP (64-H-H-5, ReLU, dropout ``p`` after each hidden
+    layer) trained on digits 0-4; OOD = every digit 5-9. AUROC of MC-dropout
+    mutual information and predictive entropy, max-softmax (dropout off), a deep
+    ensemble (predictive entropy and mutual information) and last-layer Laplace
+    (Kronecker GGN, marginal-likelihood prior, probit predictive).
+(b) **Calibration.** ECE (15 equal-width bins) and NLL on the 0-4 test split
+    for each method, before and after temperature scaling fitted on a
+    validation split (on the log of each method's mean predictive).
+(c) **Active learning.** All ten digits: 500 test images, the rest is the pool.
+    A 20-image class-balanced initial set, 10 images acquired per round, the
+    MLP retrained from scratch each round (dropout-off test accuracy), BALD vs
+    max entropy vs random, until 90% test accuracy or the label budget.
+
+Splits are stratified random per seed. ``--quick`` shrinks everything so the
+whole run takes seconds (it is the unit-test mode, its numbers are not results).
+
+References:
+    Gal, Ghahramani (2016). Dropout as a Bayesian approximation. ICML.
+    Gal, Islam, Ghahramani (2017). Deep Bayesian active learning with image
+    data. ICML.
+    Lakshminarayanan et al. (2017). Deep ensembles. NeurIPS.
+    Daxberger et al. (2021). Laplace redux. NeurIPS.
+    Guo et al. (2017). On calibration of modern neural networks. ICML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dropkit.active import run_active_learning
+from dropkit.baselines import DeepEnsemble, compare_uncertainty
+from dropkit.integrations._extras import require
+
+FULL: dict[str, Any] = {
+    "seeds": 5,
+    "hidden": 128,
+    "p": 0.5,
+    "steps": 300,
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "samples": 50,
+    "members": 5,
+    "al_seeds": 5,
+    "al_methods": ["bald", "max_entropy", "random"],
+    "al_initial": 20,
+    "al_size": 10,
+    "al_budget": 400,
+    "al_samples": 20,
+    "al_target": 0.9,
+}
+QUICK: dict[str, Any] = {
+    **FULL,
+    "seeds": 1,
+    "hidden": 32,
+    "steps": 40,
+    "samples": 8,
+    "members": 2,
+    "al_seeds": 1,
+    "al_budget": 30,
+    "al_samples": 4,
+}
+
+
+def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """Digits images scaled to ``[0, 1]`` ``(1797, 64)`` float32 and labels int64."""
+    data = require("sklearn.datasets", "report", "bench digits").load_digits()
+    return torch.tensor(data.data / 16.0, dtype=torch.float32), torch.tensor(data.target).long()
+
+
+def make_mlp(n_out: int, hidden: int, p: float) -> nn.Sequential:
+    """64-H-H-n_out MLP with dropout after each hidden ReLU."""
+    return nn.Sequential(
+        nn.Linear(64, hidden), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(p),
+        nn.Linear(hidden, n_out),
+    )  # fmt: skip
+
+
+def train_mlp(
+    x: torch.Tensor, y: torch.Tensor, n_out: int, seed: int, cfg: dict[str, Any]
+) -> nn.Sequential:
+    """Train from scratch: full-batch Adam with weight decay; returned in eval mode."""
+    torch.manual_seed(seed)
+    model = make_mlp(n_out, cfg["hidden"], cfg["p"])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    model.train()
+    for _ in range(cfg["steps"]):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+def stratified_split(
+    y: torch.Tensor, fractions: list[float], generator: torch.Generator
+) -> list[torch.Tensor]:
+    """Split indices per class by ``fractions`` (the last part takes the rest)."""
+    parts: list[list[torch.Tensor]] = [[] for _ in fractions]
+    for c in torch.unique(y).tolist():
+        idx = (y == c).nonzero().flatten()
+        idx = idx[torch.randperm(idx.numel(), generator=generator)]
+        start = 0
+        for i, f in enumerate(fractions):
+            stop = idx.numel() if i == len(fractions) - 1 else start + round(f * idx.numel())
+            parts[i].append(idx[start:stop])
+            start = stop
+    return [torch.cat(p) for p in parts]
+
+
+def run_ood(seed: int, cfg: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """Experiments (a) and (b) for one seed; returns per-method numbers."""
+    gen = torch.Generator().manual_seed(seed)
+    ind = (y < 5).nonzero().flatten()
+    tr, va, te = stratified_split(y[ind], [0.6, 0.2, 0.2], gen)
+    xi, yi = x[ind], y[ind]
+    model = train_mlp(xi[tr], yi[tr], 5, seed, cfg)
+    ens = DeepEnsemble.from_train_fn(
+        lambda s: train_mlp(xi[tr], yi[tr], 5, s, cfg), cfg["members"], seed=1000 * (seed + 1)
+    )
+    cmp = compare_uncertainty(
+        model, (xi[te], yi[te]), ood=x[y >= 5], val=(xi[va], yi[va]), train=(xi[tr], yi[tr]),
+        ensemble=ens, samples=cfg["samples"], seed=seed,
+    )  # fmt: skip
+    out = {}
+    for r in cmp.reports:
+        out[r.method] = {
+            "auroc": {k: v["auroc"] for k, v in r.ood.items()},
+            "accuracy": r.accuracy, "ece": r.ece, "nll": r.nll,
+            "ece_ts": r.calibrated["ece"], "nll_ts": r.calibrated["nll"],
+            "temperature": r.temperature, "forward_passes": r.forward_passes,
+            "wall_time_s": r.wall_time_s, "peak_memory_mb": r.peak_memory_mb,
+        }  # fmt: skip
+    return out
+
+
+def run_al(
+    seed: int, method: str, cfg: dict[str, Any], x: torch.Tensor, y: torch.Tensor
+) -> dict[str, Any]:
+    """Experiment (c) for one seed and acquisition function."""
+    gen = torch.Generator().manual_seed(seed)
+    test_frac = 500 / y.numel()
+    pool, test = stratified_split(y, [1 - test_frac, test_frac], gen)
+    res = run_active_learning(
+        x[pool], y[pool], (x[test], y[test]),
+        train_fn=lambda a, b, s: train_mlp(a, b, 10, s, cfg),
+        acquire=method, initial=cfg["al_initial"], acquisition_size=cfg["al_size"],
+        budget=cfg["al_budget"], samples=cfg["al_samples"], seed=seed,
+        target_accuracy=cfg["al_target"],
+    )  # fmt: skip
+    return {
+        "labels_to_target": res.labels_to_reach(cfg["al_target"]),
+        "labels": res.labels, "accuracy": res.accuracy, "seconds": res.seconds,
+    }  # fmt: skip
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    mean = statistics.fmean(values)
+    return {"mean": mean, "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def _fmt(stat: dict[str, float], digits: int = 3) -> str:
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+OOD_ROWS = [
+    ("MC dropout: mutual information", "mc_dropout", "mutual_information"),
+    ("MC dropout: predictive entropy", "mc_dropout", "predictive_entropy"),
+    ("max softmax (dropout off)", "softmax", "max_softmax"),
+    ("deep ensemble: predictive entropy", "ensemble", "predictive_entropy"),
+    ("deep ensemble: mutual information", "ensemble", "mutual_information"),
+    ("last-layer Laplace: predictive entropy", "laplace", "predictive_entropy"),
+]
+
+
+def summarize(
+    ood: list[dict[str, Any]], al: dict[str, list[dict[str, Any]]], cfg: dict[str, Any]
+) -> dict[str, Any]:
+    """Aggregate per-seed runs into mean ± std tables (returned as a dict)."""
+    summary: dict[str, Any] = {"ood_auroc": {}, "calibration": {}, "active_learning": {}}
+    for label, method, score in OOD_ROWS if ood else []:
+        summary["ood_auroc"][label] = _ms([run[method]["auroc"][score] for run in ood])
+    for method in ood[0] if ood else []:
+        summary["calibration"][method] = {
+            k: _ms([run[method][k] for run in ood])
+            for k in ("accuracy", "ece", "ece_ts", "nll", "nll_ts", "temperature")
+        }
+    budget = cfg["al_budget"]
+    for method, runs in al.items():
+        reached = [r["labels_to_target"] for r in runs]
+        summary["active_learning"][method] = {
+            "labels_to_target": _ms([float(v if v is not None else budget) for v in reached]),
+            "per_seed": reached,
+            "not_reached": sum(v is None for v in reached),
+        }
+    if "random" in al and "bald" in al:
+        r = summary["active_learning"]["random"]["labels_to_target"]["mean"]
+        b = summary["active_learning"]["bald"]["labels_to_target"]["mean"]
+        summary["active_learning"]["bald_reduction_vs_random"] = 1.0 - b / r
+    return summary
+
+
+def print_tables(summary: dict[str, Any], cfg: dict[str, Any]) -> None:
+    """Print the three tables."""
+    if summary["ood_auroc"]:
+        print(f"(a) OOD AUROC, train 0-4 / OOD 5-9, {cfg['seeds']} seed(s), mean ± std")
+        for label, stat in summary["ood_auroc"].items():
+            print(f"  {label:<40} {_fmt(stat)}")
+        print("\n(b) calibration on the 0-4 test split (ECE: 15 equal-width bins)")
+        head = ("method", "acc", "ECE", "ECE+TS", "NLL", "NLL+TS")
+        print(f"  {head[0]:<12} " + " ".join(f"{h:>15}" for h in head[1:]))
+        for method, s in summary["calibration"].items():
+            cells = [_fmt(s[k]) for k in ("accuracy", "ece", "ece_ts", "nll", "nll_ts")]
+            print(f"  {method:<12} " + " ".join(f"{c:>15}" for c in cells))
+    if not summary["active_learning"]:
+        return
+    target = cfg["al_target"]
+    print(f"\n(c) labels to reach {target:.0%} test accuracy, {cfg['al_seeds']} seed(s)")
+    for method, s in summary["active_learning"].items():
+        if isinstance(s, dict):
+            miss = f" ({s['not_reached']} never reached; counted as budget)" * bool(
+                s["not_reached"]
+            )
+            print(f"  {method:<12} {_fmt(s['labels_to_target'], 1)}  {s['per_seed']}{miss}")
+    if "bald_reduction_vs_random" in summary["active_learning"]:
+        red = summary["active_learning"]["bald_reduction_vs_random"]
+        print(f"  BALD needs {red:.1%} fewer labels than random (goal: >= 25%)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="dropkit bench digits", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny settings (seconds; a smoke test)"
+    )
+    parser.add_argument("--seeds", type=int, default=None, help="seeds for (a), (b) and (c)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: ood,al")
+    args = parser.parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ValueError(
+                f"bench digits: expected --seeds >= 1, but got {args.seeds}. Pass e.g. --seeds 5."
+            )
+        cfg["seeds"] = cfg["al_seeds"] = args.seeds
+    skip = {s for s in args.skip.split(",") if s}
+    if skip - {"ood", "al"}:
+        raise ValueError(
+            f"bench digits: expected --skip among ['al', 'ood'], but got {sorted(skip)}. "
+            "Pass e.g. --skip al."
+        )
+    torch.set_num_threads(1)
+    x, y = load_digits()
+    start = time.perf_counter()
+    ood = []
+    for s in range(0 if "ood" in skip else cfg["seeds"]):
+        ood.append(run_ood(s, cfg, x, y))
+        print(f"  [ood seed {s} done, {time.perf_counter() - start:.0f} s]", flush=True)
+    al: dict[str, list[dict[str, Any]]] = {}
+    for method in [] if "al" in skip else cfg["al_methods"]:
+        al[method] = []
+        for s in range(cfg["al_seeds"]):
+            al[method].append(run_al(s, method, cfg, x, y))
+            reached = al[method][-1]["labels_to_target"]
+            print(
+                f"  [al {method} seed {s}: {reached} labels, {time.perf_counter() - start:.0f} s]",
+                flush=True,
+            )
+    print()
+    summary = summarize(ood, al, cfg)
+    print_tables(summary, cfg)
+    seconds = time.perf_counter() - start
+    print(f"\ntotal {seconds:.1f} s")
+    if args.out is not None:
+        payload = {
+            "bench": "digits", "quick": args.quick, "config": cfg, "seconds": seconds,
+            "torch": torch.__version__, "summary": summary, "ood_runs": ood, "al_runs": al,
+        }  # fmt: skip
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2))
+    return 0

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dropkit.bench import digits
+
+
+def test_stratified_split_partitions_each_class():
+    y = torch.tensor([0] * 10 + [1] * 5)
+    parts = digits.stratified_split(y, [0.6, 0.2, 0.2], torch.Generator().manual_seed(0))
+    allidx = torch.cat(parts).sort().values
+    assert torch.equal(allidx, torch.arange(15))
+    assert [int((y[p] == 0).sum()) for p in parts] == [6, 2, 2]
+    assert [int((y[p] == 1).sum()) for p in parts] == [3, 1, 1]
+
+
+def test_quick_run_writes_json(tmp_path, capsys):
+    out = tmp_path / "digits.json"
+    assert digits.main(["--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "(a) OOD AUROC" in text and "(c) labels to reach 90%" in text
+    payload = json.loads(out.read_text())
+    summary = payload["summary"]
+    assert payload["quick"] is True and payload["config"]["seeds"] == 1
+    assert set(summary["calibration"]) == {"softmax", "mc_dropout", "ensemble", "laplace"}
+    for stat in summary["ood_auroc"].values():
+        assert 0.0 <= stat["mean"] <= 1.0 and stat["std"] == 0.0
+    run = payload["ood_runs"][0]
+    # every number in the JSON comes from the metrics of one compare_uncertainty run
+    assert run["mc_dropout"]["forward_passes"] == payload["config"]["samples"]
+    # one deterministic pass has zero mutual information everywhere: all ties, AUROC 1/2
+    assert run["softmax"]["auroc"]["mutual_information"] == 0.5
+    assert set(payload["al_runs"]) == {"bald", "max_entropy", "random"}
+    for runs in payload["al_runs"].values():
+        assert runs[0]["labels"][0] == payload["config"]["al_initial"]
+        assert runs[0]["labels"][-1] <= payload["config"]["al_budget"]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"^bench digits: expected --seeds >= 1, but got 0\."):
+        digits.main(["--quick", "--seeds", "0"])
+    with pytest.raises(ValueError, match=r"^bench digits: expected --skip among \['al', 'ood'\]"):
+        digits.main(["--quick", "--skip", "calibration"])
