@@ -82,3 +82,13 @@ def test_ensemble_errors():
         r"\(4,\)",
     ):
         softmax_predict(nn.Sequential(nn.Linear(2, 1), nn.Flatten(0)), torch.zeros(4, 2))
+
+
+def test_modes_restored_after_a_failing_forward():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(5, 2))  # shape bug
+    model.train()
+    model[1].eval()
+    before = modes(model)
+    with pytest.raises(RuntimeError):
+        softmax_predict(model, torch.zeros(2, 3))
+    assert modes(model) == before
