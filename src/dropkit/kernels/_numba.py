@@ -2,7 +2,7 @@
 
 Each output element is ``x[i] * (scale if hash(seed, i) >= t else 0)`` (see
 :mod:`dropkit.kernels._hash`), computed in chunks of ``2**16`` elements that
-``prange`` spreads over the threads. The mask is a function of the logical
+Python threads share (the compiled code releases the GIL). The mask is a function of the logical
 index only, so it is the same for any thread count. Compiled lazily on first
 use per dtype (about a second per signature) and cached on disk
 (``cache=True``), so later processes start in milliseconds.
@@ -18,15 +18,13 @@ References:
 from __future__ import annotations
 
 import functools
-import os
-import threading
 
-import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit
 
 from dropkit.kernels import _hash
+from dropkit.kernels._pool import run_split
 
 CHUNK = 1 << 16  # elements per parallel task
 _U32 = np.uint32
@@ -68,17 +66,10 @@ def _chunk(x, out, c, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
 
 # base, k0, k1 and t arrive as Python ints (cheaper to pass than numpy
 # scalars) and are cast once: int64 mixed with unsigned would give float64.
-@njit(parallel=True, cache=True, fastmath=False, nogil=True)
-def _dropout_parallel(x, out, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
-    base, k0, k1, t = np.uint64(base), _U32(k0), _U32(k1), _U32(t)
-    for c in prange((x.size + CHUNK - 1) // CHUNK):
-        _chunk(x, out, c, base, k0, k1, t, scale)
-
-
 @njit(cache=True, fastmath=False, nogil=True)
-def _dropout_serial(x, out, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
+def _dropout_chunks(x, out, c0, c1, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
     base, k0, k1, t = np.uint64(base), _U32(k0), _U32(k1), _U32(t)
-    for c in range((x.size + CHUNK - 1) // CHUNK):
+    for c in range(c0, c1):
         _chunk(x, out, c, base, k0, k1, t, scale)
 
 
@@ -88,21 +79,9 @@ def _scale(t: int, dtype: np.dtype) -> np.floating:
     return dtype.type(_hash.scale(t))
 
 
-#: Below this many elements the single-threaded kernel is faster than waking
-#: the thread pool (measured by ``dropkit bench kernels``: ~10 us per launch).
-PARALLEL_MIN = 1 << 15
-_MAIN_PID = os.getpid()
-# The workqueue layer (used when no OpenMP runtime is found) is not
-# thread-safe; a lock keeps concurrent callers from entering it together.
-_LOCK = threading.Lock()
-
-
-def _threads() -> int:
-    limit = int(getattr(numba.config, "NUMBA_NUM_THREADS"))  # noqa: B009 (untyped attribute)
-    want = max(1, min(torch.get_num_threads(), limit))
-    if numba.get_num_threads() != want:
-        numba.set_num_threads(want)
-    return want
+#: Below this many elements per thread, one thread is faster than handing work
+#: to the pool (measured by ``dropkit bench kernels``: ~20-40 us per hand-off).
+PARALLEL_MIN = 1 << 17
 
 
 def dropout_(x: torch.Tensor, out: torch.Tensor, seed: int, t: int, base: int = 0) -> None:
@@ -111,20 +90,15 @@ def dropout_(x: torch.Tensor, out: torch.Tensor, seed: int, t: int, base: int = 
     ``x`` is float32 or float64 (callers convert half precision); the scale is
     ``1 / (1 - t / 2**32)`` rounded to ``x.dtype``. ``base`` is the logical
     index of ``x``'s first element (0 but in tests of the index high word).
+    Work is split into contiguous runs of chunks over ``torch.get_num_threads()``
+    Python threads (see :mod:`dropkit.kernels._pool`); the mask depends only on
+    the index, so the split never changes the result.
     """
     k0, k1 = _hash.keys(seed)
     xs, os_ = x.detach().numpy().reshape(-1), out.detach().numpy().reshape(-1)
-    args = (xs, os_, base, k0, k1, t, _scale(t, xs.dtype))
-    # GNU OpenMP is not fork-safe: a forked child (e.g. a DataLoader worker)
-    # runs the serial kernel instead of touching the parent's thread pool.
-    if xs.size < PARALLEL_MIN or _threads() == 1 or os.getpid() != _MAIN_PID:
-        _dropout_serial(*args)
-        return
-    with _LOCK:
-        # dynamic scheduling, one 2**16-element chunk at a time: on a shared
-        # machine a thread that is descheduled no longer holds up the others
-        old = numba.set_parallel_chunksize(1)
-        try:
-            _dropout_parallel(*args)
-        finally:
-            numba.set_parallel_chunksize(old)
+    scale = _scale(t, xs.dtype)
+    chunks = (xs.size + CHUNK - 1) // CHUNK
+    workers = max(1, min(torch.get_num_threads(), xs.size // PARALLEL_MIN, chunks))
+    edges = [chunks * w // workers for w in range(workers + 1)]
+    jobs = [(xs, os_, lo, hi, base, k0, k1, t, scale) for lo, hi in zip(edges[:-1], edges[1:])]
+    run_split(_dropout_chunks, jobs)

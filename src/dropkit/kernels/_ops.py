@@ -19,7 +19,6 @@ References:
 from __future__ import annotations
 
 import importlib.util
-from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 
 from dropkit.kernels import _hash
+from dropkit.kernels._pool import run_split
 
 _CPU_DTYPES = (torch.float32, torch.float64)
 TORCH_CHUNK = 1 << 15  # CPU block: below torch's parallel grain size (32768 < n)
@@ -101,13 +101,10 @@ def torch_dropout_(x: Tensor, out: Tensor, seed: int, t: int, base: int = 0) -> 
         (base // TORCH_CHUNK + blocks * w // workers) * TORCH_CHUNK for w in range(1, workers)
     ]
     edges.append(base + n)
-    with ThreadPoolExecutor(workers) as pool:
-        jobs = [
-            pool.submit(_torch_blocks, xs, os_, seed, t, base, lo, hi, TORCH_CHUNK)
-            for lo, hi in zip(edges[:-1], edges[1:])
-        ]
-        for job in jobs:
-            job.result()
+    run_split(
+        _torch_blocks,
+        [(xs, os_, seed, t, base, lo, hi, TORCH_CHUNK) for lo, hi in zip(edges[:-1], edges[1:])],
+    )
 
 
 def _run(x: Tensor, out: Tensor, seed: int, t: int) -> None:
