@@ -75,7 +75,7 @@ QUICK: dict[str, Any] = {
 
 def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """Digits images scaled to ``[0, 1]`` ``(1797, 64)`` float32 and labels int64."""
-    data = require("sklearn.datasets", "report", "bench digits").load_digits()
+    data = require("sklearn.datasets", "metrics", "bench digits").load_digits()
     return torch.tensor(data.data / 16.0, dtype=torch.float32), torch.tensor(data.target).long()
 
 

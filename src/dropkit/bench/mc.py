@@ -150,7 +150,7 @@ def bench_digits(quick: bool, repeats: int) -> Row:
     """Adaptive sampling on digits: samples used and agreement with full T."""
     from dropkit.integrations._extras import require
 
-    datasets = require("sklearn.datasets", "sweep", "bench mc")
+    datasets = require("sklearn.datasets", "metrics", "bench mc")
     digits = datasets.load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.tensor(digits.target)

@@ -48,8 +48,8 @@ _WHERE = "bench schedules"
 
 def load_digits(seed: int, train_size: int) -> tuple[torch.Tensor, ...]:
     """Return ``(x_train, y_train, x_val, y_val)`` from a seeded stratified split."""
-    datasets = require("sklearn.datasets", "sweep", _WHERE)
-    selection = require("sklearn.model_selection", "sweep", _WHERE)
+    datasets = require("sklearn.datasets", "metrics", _WHERE)
+    selection = require("sklearn.model_selection", "metrics", _WHERE)
     x, y = datasets.load_digits(return_X_y=True)
     x_tr, x_va, y_tr, y_va = selection.train_test_split(
         x / 16.0, y, train_size=train_size, stratify=y, random_state=seed

@@ -77,7 +77,7 @@ class Data:
 
 def load_data(cfg: DemoConfig) -> Data:
     """Split scikit-learn's digits as described in the module docstring."""
-    datasets = require("sklearn.datasets", "report", "dropkit demo")
+    datasets = require("sklearn.datasets", "metrics", "dropkit demo")
     x_np, y_np = datasets.load_digits(return_X_y=True)
     x = torch.as_tensor(x_np, dtype=torch.float32) / 16.0
     y = torch.as_tensor(y_np, dtype=torch.int64)

@@ -50,7 +50,7 @@ def _prepare(where: str, scores: Any, is_ood: Any) -> tuple[np.ndarray, np.ndarr
 
 
 def _metrics() -> Any:
-    return require("sklearn.metrics", "report", "dropkit.metrics")
+    return require("sklearn.metrics", "metrics", "dropkit.metrics")
 
 
 def auroc(scores: Any, is_ood: Any) -> float:
