@@ -16,7 +16,7 @@ def test_quick_bench_end_to_end(uci_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "uci"
     assert bench_uci.main(["--quick", "--data-dir", str(uci_dir), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "yacht" in printed and "0.666 ± 0.050" in printed  # published grid-search column
+    assert "yacht" in printed and "0.666 ± 0.049" in printed  # published grid-search column
     result = json.loads((out / "uci.json").read_text())["datasets"]["yacht"]
     assert result["splits"] == 2 and result["epochs"] == 40 and result["samples"] == 100
     assert result["complete"] is False and result["full_protocol"] is False
@@ -132,3 +132,16 @@ def test_summary_accumulates_datasets(uci_dir: Path, tmp_path: Path) -> None:
     datasets = json.loads((tmp_path / "uci.json").read_text())["datasets"]
     assert sorted(datasets) == ["energy", "yacht"]
     assert datasets["energy"]["complete"] is False and datasets["energy"]["splits"] == 1
+
+
+def test_two_standard_error_verdicts() -> None:
+    # yacht grid search: RMSE 0.666275 +- 0.048602, LL -1.250148 +- 0.015297
+    def verdict(rmse: float, ll: float) -> tuple[bool, bool]:
+        s = bench_uci.compare(
+            "yacht", {"rmse": {"mean": rmse, "se": 0.0}, "ll": {"mean": ll, "se": 0.0}}
+        )
+        return s["rmse_within_2se"], s["ll_within_2se"]
+
+    assert verdict(0.7635, -1.2807) == (True, True)  # just inside both margins
+    assert verdict(0.7637, -1.2809) == (False, False)  # just outside
+    assert verdict(0.5, -1.0) == (True, True)  # better is always fine
