@@ -77,4 +77,3 @@ def check_tensor(where: str, x: Any, name: str = "input") -> torch.Tensor:
             "Convert it with .float() first.",
         )
     return x
-
