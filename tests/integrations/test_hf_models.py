@@ -2,54 +2,20 @@
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
+from _rate_meter import RateMeter, within
 from dropkit.modes import mc_mode
 from dropkit.sites import find_dropout, set_dropout
 
 transformers = pytest.importorskip("transformers")
 
-SIGMAS = 6.0
 RATES = {"element": 0.2, "attention": 0.35, "path": 0.3}
-
-
-class RateMeter(TorchFunctionMode):
-    """Naive reference: counts kept / dropped entries of every dropout call by its p."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: dict[float, list[int]] = defaultdict(lambda: [0, 0])
-        self.sdpa_p: list[float] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention:
-            self.sdpa_p.append(float(kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)))
-        if func is not F.dropout:
-            return func(*args, **kwargs)
-        x = args[0]
-        p = float(kwargs.get("p", args[1] if len(args) > 1 else 0.5))
-        live = x != 0
-        out = func(*args, **kwargs)
-        if p > 0:
-            row = self.counts[round(p, 6)]
-            row[0] += int(live.sum())
-            row[1] += int((live & (out == 0)).sum())
-        return out
-
-
-def within(dropped: int, n: int, p: float) -> bool:
-    """|dropped - n p| within SIGMAS binomial standard deviations."""
-    return abs(dropped - n * p) <= SIGMAS * math.sqrt(n * p * (1 - p)) + 1e-9
 
 
 def tiny(name: str) -> tuple[Any, type, Callable[[], dict[str, torch.Tensor]]]:

@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections import defaultdict
 from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
+from _rate_meter import RateMeter, within
 from dropkit.modes import DropoutActiveWarning, guard, mc_mode
 from dropkit.sites import find_dropout, set_dropout
 
 timm = pytest.importorskip("timm")
-
-SIGMAS = 6.0
-
-
-class RateMeter(TorchFunctionMode):
-    """Naive reference: kept / dropped entries of F.dropout calls, and SDPA dropout_p."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: dict[float, list[int]] = defaultdict(lambda: [0, 0])
-        self.sdpa_p: list[float] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention:
-            self.sdpa_p.append(float(kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)))
-        if func is not F.dropout:
-            return func(*args, **kwargs)
-        live = args[0] != 0
-        out = func(*args, **kwargs)
-        p = float(kwargs.get("p", args[1] if len(args) > 1 else 0.5))
-        if p > 0:
-            self.counts[round(p, 6)][0] += int(live.sum())
-            self.counts[round(p, 6)][1] += int((live & (out == 0)).sum())
-        return out
-
-
-def within(dropped: int, n: int, p: float) -> bool:
-    return abs(dropped - n * p) <= SIGMAS * math.sqrt(n * p * (1 - p)) + 1e-9
 
 
 def vit(**rates: float) -> nn.Module:
