@@ -345,6 +345,12 @@ class _Interrupts:
 
 
 INTERRUPTED = "interrupted; nothing half-written was left behind. Re-run to finish."
+_LAST = {"interrupted": False}  # whether the last main() call ended on Ctrl-C
+
+
+def _interrupted() -> int:
+    _LAST["interrupted"] = True
+    return _error(INTERRUPTED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,11 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     debug = os.environ.get("DROPKIT_DEBUG") == "1"
+    _LAST["interrupted"] = False
     with _Interrupts() as interrupts:
         try:
             return _dispatch(args)
         except KeyboardInterrupt:
-            return _error(INTERRUPTED)
+            return _interrupted()
         except SystemExit as exc:  # argparse --help (0) or a delegated command's own exit
             if exc.code is None or isinstance(exc.code, int):
                 return int(exc.code or 0)
@@ -367,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             return _error(str(exc))
         except Exception as exc:
             if interrupts.seen:
-                return _error(INTERRUPTED)
+                return _interrupted()
             if debug:
                 raise
             known = (ValueError, TypeError, RuntimeError, OSError, ImportError)
@@ -376,5 +383,21 @@ def main(argv: list[str] | None = None) -> int:
             return _error(text + hint)
 
 
+def entry() -> None:
+    """Process entry point (console script and ``python -m dropkit.cli``).
+
+    Exits with :func:`main`'s code. After a Ctrl-C the process ends at once
+    with code 2 once the message is flushed: a second ``KeyboardInterrupt``
+    surfacing during interpreter shutdown (seen with ``python -m``) would
+    otherwise turn the exit status into "killed by SIGINT".
+    """
+    code = main()
+    if _LAST["interrupted"]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
