@@ -29,14 +29,20 @@ Design:
       the expectation is exact. Half-precision inputs are multiplied in
       float32 and rounded once, as PyTorch does.
     - **Backends.** CPU: one fused numba pass over chunks of ``2**16``
-      elements on all threads (``torch.get_num_threads()``), serial below
-      ``2**15`` elements; compiled on first use per dtype (1-2 s, the first
+      elements on ``torch.get_num_threads()`` Python threads (the compiled
+      code releases the GIL; no second OpenMP pool), serial below
+      ``2**17`` elements per thread; compiled on first use per dtype (1-2 s, the first
       process only) and cached on disk next to the module, or in numba's
       user cache dir when that is read-only. CUDA: a Triton kernel with the
       same hash. Anything else, or CPU without the ``fast`` extra: the same
       hash in blocked int32 torch ops (1.3-2.6x faster than ``F.dropout``
       from 10**6 elements on a loaded 2-core CPU; see ``dropkit bench
       kernels``).
+    - **Memory.** Out of place, most of the time of a large call is the
+      first touch of the freshly allocated output (page faults), as for
+      ``x.clone()``. PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` (transparent huge
+      pages for CPU tensors of 2 MB and more) removes most of it, for every
+      method alike; ``dropkit bench kernels`` reports both settings.
     - **Operators.** ``dropkit::seeded_dropout`` and its in-place twin are
       ``torch.library`` custom ops with a registered autograd formula and fake
       implementations, so ``torch.compile(fullgraph=True)`` traces them.

@@ -57,7 +57,21 @@ def _mix(lo, k0, kb):  # type: ignore[no-untyped-def]
 @njit(inline="always", cache=True)
 def _chunk(x, out, c, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
     zero = scale - scale  # 0 in the dtype of scale (an int literal would widen it)
-    for i in range(c * CHUNK, min(c * CHUNK + CHUNK, x.size)):
+    start = c * CHUNK
+    stop = min(start + CHUNK, x.size)
+    first = base + np.uint64(start)
+    last = base + np.uint64(stop - 1)
+    if (first >> _S32) == (last >> _S32):
+        # the usual case: the index high word (hence kb) is constant over the
+        # chunk, and the low word is a plain 32-bit counter, which vectorises
+        kb = _U32(k1 ^ _U32(_U32(first >> _S32) * _GOLDEN))
+        lo = _U32(first & _M32)
+        xs, os_ = x[start:stop], out[start:stop]
+        for j in range(stop - start):
+            h = _mix(_U32(lo + _U32(j)), k0, kb)
+            os_[j] = xs[j] * (scale if h >= t else zero)
+        return
+    for i in range(start, stop):
         idx = base + np.uint64(i)
         kb = _U32(k1 ^ _U32(_U32(idx >> _S32) * _GOLDEN))
         h = _mix(_U32(idx & _M32), k0, kb)
