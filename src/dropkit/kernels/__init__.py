@@ -42,7 +42,7 @@ Design:
       first touch of the freshly allocated output (page faults), as for
       ``x.clone()``. PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` (transparent huge
       pages for CPU tensors of 2 MB and more) removes most of it, for every
-      method alike; ``dropkit bench kernels`` reports both settings.
+      method alike: compare ``dropkit bench kernels`` with and without it.
     - **Operators.** ``dropkit::seeded_dropout`` and its in-place twin are
       ``torch.library`` custom ops with a registered autograd formula and fake
       implementations, so ``torch.compile(fullgraph=True)`` traces them.
