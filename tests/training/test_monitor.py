@@ -172,3 +172,16 @@ def test_regime_vocabulary_and_str() -> None:
     text = str(OverfitMonitor().update(1.0, 1.2, p=0.1))
     assert text.startswith("epoch 0: healthy") and "Next:" in text
     assert not math.isnan(OverfitMonitor().update(1.0, 1.2).best_val_loss)
+
+
+def test_callbacks_reject_a_non_monitor() -> None:
+    from dropkit.integrations.hf import DropoutCallback as HFCallback
+    from dropkit.integrations.lightning import DropoutCallback as LightningCallback
+
+    for callback in (HFCallback, LightningCallback):
+        with pytest.raises(
+            TypeError,
+            match=r"DropoutCallback: expected monitor to be an OverfitMonitor or None, but got "
+            r"'str'. Pass dropkit.training.OverfitMonitor\(patience=3\).",
+        ):
+            callback(0.1, monitor="patience=3")

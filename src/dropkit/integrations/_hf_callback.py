@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from dropkit.integrations._extras import require
-from dropkit.training.monitor import OverfitMonitor, Verdict
+from dropkit.training.monitor import OverfitMonitor, Verdict, check_monitor
 from dropkit.training.scheduler import DropoutScheduler
 from dropkit.training.schedules import as_schedule
 
@@ -87,17 +87,7 @@ class DropoutCallback(_TrainerCallback):
         early_stop: bool = True,
     ) -> None:
         self.schedule = as_schedule(schedule)
-        if monitor is not None and not isinstance(monitor, OverfitMonitor):
-            from dropkit._validation import _fail
-
-            raise _fail(
-                TypeError,
-                "DropoutCallback",
-                "monitor to be an OverfitMonitor or None",
-                type(monitor).__name__,
-                "Pass dropkit.training.OverfitMonitor(patience=3).",
-            )
-        self.monitor = monitor
+        self.monitor = check_monitor("DropoutCallback", monitor)
         self.kinds = kinds
         self.where = where
         self.depth_profile = depth_profile

@@ -23,9 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dropkit._validation import _fail
 from dropkit.integrations._extras import require
-from dropkit.training.monitor import OverfitMonitor, Verdict
+from dropkit.training.monitor import OverfitMonitor, Verdict, check_monitor
 from dropkit.training.scheduler import DropoutScheduler
 from dropkit.training.schedules import as_schedule
 
@@ -75,16 +74,8 @@ class DropoutCallback(_Callback):
         early_stop: bool = True,
     ) -> None:
         super().__init__()
-        if monitor is not None and not isinstance(monitor, OverfitMonitor):
-            raise _fail(
-                TypeError,
-                "DropoutCallback",
-                "monitor to be an OverfitMonitor or None",
-                type(monitor).__name__,
-                "Pass dropkit.training.OverfitMonitor(patience=3).",
-            )
         self.schedule = as_schedule(schedule)
-        self.monitor = monitor
+        self.monitor = check_monitor("DropoutCallback", monitor)
         self.kinds = kinds
         self.where = where
         self.depth_profile = depth_profile

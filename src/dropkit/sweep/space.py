@@ -14,23 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dropkit._validation import check_choice, check_p
+from dropkit.sites import KINDS
 
 PROFILES = ("constant", "increasing", "decreasing")
 SCHEDULES = ("constant", "warmup")
-KINDS = (
-    "element",
-    "spatial",
-    "alpha",
-    "gaussian",
-    "locked",
-    "embedding",
-    "weight",
-    "attention",
-    "path",
-    "block",
-    "layer",
-    "concrete",
-)
 _WHERE = "SearchSpace"
 
 
