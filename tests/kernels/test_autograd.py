@@ -156,7 +156,9 @@ def test_draw_mask(seed: int) -> None:
     like = torch.empty(0, dtype=torch.float64)
     m = draw_mask((64, 1, 50), P, like=like, generator=torch.Generator().manual_seed(seed))
     assert m.shape == (64, 1, 50) and m.dtype == torch.float64
-    assert set(m.unique().tolist()) <= {0.0, float(_scale(P, torch.float64))}
+    # structured masks: one 32-bit word per element, p quantised to 2**-32
+    scale = 1.0 / (1.0 - effective_p(P, precise=True))
+    assert set(m.unique().tolist()) <= {0.0, scale}
     assert torch.equal(draw_mask((3, 3), 1.0, like=like), torch.zeros(3, 3, dtype=torch.float64))
     assert torch.equal(draw_mask((3, 3), 0.0, like=like), torch.ones(3, 3, dtype=torch.float64))
 
@@ -179,12 +181,12 @@ def test_torch_compile_fullgraph_no_graph_break(generator: torch.Generator) -> N
     assert torch.equal(keep & ~_keep(17, (64, 64)), torch.zeros(64, 64, dtype=torch.bool))
 
 
-def test_torch_fallback_backward_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_torch_fallback_backward_over_several_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(_ops._backends, "numba", None)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        x = torch.randn(2 * _ops.PER_THREAD_MIN + 7, requires_grad=True)
+        x = torch.randn(2 * _ops.TORCH_CHUNK + 7, requires_grad=True)
         y = bernoulli_dropout(x, P, generator=torch.Generator().manual_seed(4))
         y.backward(torch.ones_like(y))
     finally:

@@ -27,6 +27,12 @@ def test_quick_bench_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert big["speedup_fwd"] == pytest.approx(
         big["F.dropout"]["fwd_ms"] / big["dropkit"]["fwd_ms"]
     )
+    fallback = big["dropkit (no numba)"]
+    assert fallback["saved_bytes"] == 0  # the pure-torch kernel keeps no mask either
+    assert big["fallback_speedup_fwd_bwd"] == pytest.approx(
+        big["F.dropout"]["fwd_bwd_ms"] / fallback["fwd_bwd_ms"]
+    )
+    assert "dropkit (no numba) vs F.dropout" in printed
     model = data["model"]
     assert model["swapped"] == 20  # MiniLM-L6 classifier: 1 + 3 per layer + classifier
     assert model["stock_steps_per_s"] > 0 and model["fast_dropout_steps_per_s"] > 0

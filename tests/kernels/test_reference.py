@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dropkit.kernels import _hash, _ops, effective_p, seeded_dropout
+from dropkit.kernels import _hash, _ops, draw_mask, draw_seed, effective_p, seeded_dropout
 
 from . import _reference as ref
 
@@ -28,8 +28,8 @@ def _numba_kernel():
 
 def _expected(x: torch.Tensor, seed: int, p: float, base: int = 0) -> torch.Tensor:
     keep = torch.tensor(ref.keep_mask(seed, p, x.numel(), base)).view(x.shape)
-    t = min(round(p * 2**32), 2**32 - 1)
-    scale = 2**32 / (2**32 - t)
+    t = ref.threshold(p)
+    scale = 2**16 / (2**16 - t)
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     factor = torch.where(keep, torch.tensor(scale, dtype=compute), torch.tensor(0.0, dtype=compute))
     return (x.to(compute) * factor).to(x.dtype)
@@ -67,8 +67,9 @@ def test_every_dtype_matches_reference(
     assert torch.equal(y, _expected(x, 99, 0.25))
 
 
-# Logical indices near 2**31 (int32 sign) and 2**32 (high word) without a 4e9-element tensor.
-@pytest.mark.parametrize("base", [2**31 - 1000, 2**32 - 1000, 5 * 2**32 + 17])
+# Pair indices near 2**31 (int32 sign) and 2**32 (high word) without a 4e9-element
+# tensor, and a start on the odd element of a pair.
+@pytest.mark.parametrize("base", [1, 2**32 - 1000, 2**33 - 1000, 5 * 2**33 + 17])
 def test_index_high_word(base: int, generator: torch.Generator) -> None:
     x = torch.randn(2000, generator=generator)
     t = _hash.threshold(0.5)
@@ -81,13 +82,45 @@ def test_index_high_word(base: int, generator: torch.Generator) -> None:
     assert torch.equal(out, want)
 
 
+@pytest.mark.parametrize("base", [0, 2**32 - 1000, 5 * 2**32 + 17])
+@pytest.mark.parametrize("numba", [True, False])
+def test_precise_form_matches_reference(
+    base: int, numba: bool, generator: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the structured-mask form: one word per element, 32-bit threshold
+    x = torch.randn(2000, generator=generator, dtype=torch.float64)
+    t = _hash.threshold(0.3, precise=True)
+    out = torch.empty_like(x)
+    if numba:
+        _numba_kernel().dropout_(x, out, 7, t, base, True)
+    else:
+        _ops.torch_dropout_(x, out, 7, t, base, True)
+    keep = torch.tensor(ref.keep_mask_precise(7, 0.3, 2000, base))
+    scale = torch.tensor(2**32 / (2**32 - t), dtype=torch.float64)
+    assert torch.equal(out, x * torch.where(keep, scale, torch.zeros((), dtype=torch.float64)))
+
+
+def test_draw_mask_is_the_precise_form(generator: torch.Generator) -> None:
+    like = torch.empty(0)
+    n = 3 * _ops.TORCH_CHUNK  # above the small-tensor cutoff: the kernel runs
+    mask = draw_mask((n,), 0.001, like=like, generator=torch.Generator().manual_seed(4))
+    seed = int(draw_seed(torch.Generator().manual_seed(4)))
+    keep = torch.tensor(ref.keep_mask_precise(seed, 0.001, n))
+    assert torch.equal(mask != 0, keep)
+    assert torch.all(mask[keep] == torch.tensor(1 / (1 - effective_p(0.001, precise=True))))
+
+
 def test_effective_p_quantisation() -> None:
-    assert effective_p(0.1) == round(0.1 * 2**32) / 2**32
-    assert abs(effective_p(0.1) - 0.1) <= 2**-33
+    assert effective_p(0.1) == 6554 / 2**16
+    assert abs(effective_p(0.1) - 0.1) <= 2**-17
     assert effective_p(0.0) == 0.0 and effective_p(1.0) == 1.0
     assert effective_p(0.5) == 0.5
-    assert effective_p(1e-12) == 0.0  # below the 2**-32 resolution
-    assert effective_p(1 - 1e-13) == 1 - 2**-32  # saturates below 1
+    assert effective_p(2**-18) == 0.0  # below half the 2**-16 resolution
+    assert effective_p(3 * 2**-18) == 2**-16
+    assert effective_p(1 - 1e-13) == 1 - 2**-16  # saturates below 1
+    assert effective_p(0.1, precise=True) == round(0.1 * 2**32) / 2**32
+    assert effective_p(1e-12, precise=True) == 0.0
+    assert effective_p(1 - 1e-13, precise=True) == 1 - 2**-32
 
 
 def test_scale_uses_effective_keep(generator: torch.Generator) -> None:
@@ -101,11 +134,11 @@ _TRITON_SCRIPT = textwrap.dedent(
     """
     import os, sys, torch
     sys.path.insert(0, sys.argv[1])
-    from _reference import keep_mask
+    from _reference import keep_mask, keep_mask_precise
     from dropkit.kernels import _triton, _ops
     x = torch.randn(3000, generator=torch.Generator().manual_seed(0))
-    t = round(0.3 * 2**32)
-    for base in (0, 2**32 - 1500):
+    t = round(0.3 * 2**16)
+    for base in (0, 1, 2**33 - 1500):
         for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
             xd = x.to(dtype)
             out, want = torch.empty_like(xd), torch.empty_like(xd)
@@ -116,6 +149,11 @@ _TRITON_SCRIPT = textwrap.dedent(
             # the interpreter truncates float32 -> bfloat16; GPUs round to nearest
             if dtype != torch.bfloat16:
                 assert torch.equal(out, want), (base, dtype)
+        tp = round(0.3 * 2**32)
+        out = torch.empty_like(x)
+        _triton.dropout_(x, out, 4242, tp, base, True)
+        keep = torch.tensor(keep_mask_precise(4242, 0.3, 3000, base))
+        assert torch.equal(out != 0, keep), (base, "precise")
     print("ok")
     """
 )
@@ -135,16 +173,29 @@ def test_triton_kernel_matches_reference_in_interpreter() -> None:
     assert proc.stdout.strip().endswith("ok")
 
 
-@pytest.mark.parametrize("base", [0, 2**32 - 700_001])
-def test_threaded_torch_fallback_matches_numba(base: int, generator: torch.Generator) -> None:
-    x = torch.randn(2 * _ops.PER_THREAD_MIN + 12_345, generator=generator)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("base", [0, 2**33 - 700_001])
+def test_multi_block_torch_fallback_matches_numba(
+    threads: int, base: int, generator: torch.Generator
+) -> None:
+    x = torch.randn(2 * _ops.TORCH_CHUNK + 12_345, generator=generator)
     t = _hash.threshold(0.2)
     want, out = torch.empty_like(x), torch.empty_like(x)
     _numba_kernel().dropout_(x, want, 99, t, base)
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(2)  # two worker threads split the blocks
+        torch.set_num_threads(threads)  # intra-op threads share every block op
         _ops.torch_dropout_(x, out, 99, t, base)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(out, want)
+
+
+def test_numba_inplace_equals_out_of_place(generator: torch.Generator) -> None:
+    # the in-place call runs a separately compiled loop (no overlap check)
+    kernel = _numba_kernel()
+    x = torch.randn(5 * kernel.CHUNK + 3, generator=generator)
+    want = torch.empty_like(x)
+    kernel.dropout_(x, want, 31, _hash.threshold(0.4))
+    kernel.dropout_(x, x, 31, _hash.threshold(0.4))
+    assert torch.equal(x, want)

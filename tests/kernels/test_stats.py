@@ -88,9 +88,10 @@ def test_same_seed_same_mask_for_any_thread_count() -> None:
         for threads in (1, 2):
             torch.set_num_threads(threads)
             outs.append(seeded_dropout(x, 0.2, 31337))
+            outs.append(seeded_dropout(x.clone(), 0.2, 31337, inplace=True))
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(outs[0], outs[1])
+    assert all(torch.equal(outs[0], out) for out in outs[1:])
 
 
 def test_manual_seed_reproduces_masks() -> None:
@@ -109,3 +110,13 @@ def test_one_seed_draw_per_call(seed: int) -> None:
     y = bernoulli_dropout(torch.ones(5000), 0.4, generator=g)
     s = draw_seed(torch.Generator().manual_seed(seed))
     assert torch.equal(y, seeded_dropout(torch.ones(5000), 0.4, s))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_elements_sharing_a_hash_word_are_independent(p: float) -> None:
+    # elements 2j and 2j+1 read the two halves of one hash word: both are
+    # dropped with probability q**2 when the halves are independent
+    q = effective_p(p)
+    dropped = ~_mask(99, p, 2 * N)
+    both = int((dropped[0::2] & dropped[1::2]).sum())
+    assert abs(both - N * q * q) <= SIGMAS * math.sqrt(N * q * q * (1 - q * q))

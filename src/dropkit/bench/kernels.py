@@ -128,7 +128,9 @@ def _time_size(shape: tuple[int, ...], device: str, repeats: int) -> dict[str, A
     row["speedup_fwd_bwd"] = base["fwd_bwd_ms"] / ours["fwd_bwd_ms"]
     row["vs_clone_fwd"] = ours["fwd_ms"] / ref["fwd_ms"]
     if "dropkit (no numba)" in row:
-        row["fallback_speedup_fwd"] = base["fwd_ms"] / row["dropkit (no numba)"]["fwd_ms"]
+        fallback = row["dropkit (no numba)"]
+        row["fallback_speedup_fwd"] = base["fwd_ms"] / fallback["fwd_ms"]
+        row["fallback_speedup_fwd_bwd"] = base["fwd_bwd_ms"] / fallback["fwd_bwd_ms"]
     return row
 
 
@@ -214,6 +216,12 @@ def _table(rows: list[dict[str, Any]], model: dict[str, Any] | None) -> str:
             f"fwd+bwd {row['speedup_fwd_bwd']:.2f}x faster; fwd = "
             f"{row['vs_clone_fwd']:.2f}x clone"
         )
+        if "fallback_speedup_fwd" in row:
+            lines.append(
+                f"{'':>10} dropkit (no numba) vs F.dropout: fwd "
+                f"{row['fallback_speedup_fwd']:.2f}x faster, fwd+bwd "
+                f"{row['fallback_speedup_fwd_bwd']:.2f}x faster"
+            )
     if model is not None:
         lines.append(
             f"MiniLM-L6 training (batch {model['batch']} x {model['length']} tokens, "

@@ -5,9 +5,10 @@ Callers use :func:`bernoulli_dropout` (element-wise inverted dropout) and
 which implementation runs.
 
 Design:
-    - **Counter-based generator.** The keep bit of the element at logical
-      (row-major) index ``i`` is ``hash(seed, i) >= round(p * 2**32)``, a
-      two-round 32-bit integer hash keyed by ``splitmix64(seed)`` (see
+    - **Counter-based generator.** Elements ``2j`` and ``2j + 1`` (logical,
+      row-major indices) share the 32-bit word ``hash(seed, j)``, a two-round
+      integer hash keyed by ``splitmix64(seed)``; each keeps its element when
+      its 16-bit half of the word is ``>= round(p * 2**16)`` (see
       :mod:`dropkit.kernels._hash`). The mask depends on nothing but the seed
       and the index: not on the thread count, the dtype, the memory layout or
       the device.
@@ -23,26 +24,28 @@ Design:
       :data:`SMALL_NO_NUMBA` without numba) go to PyTorch's Bernoulli sampler,
       which is faster there; the device independence of masks holds from that
       size up, and at every size for :func:`seeded_dropout`.
-    - **Precision.** ``p`` is quantised to ``2**-32`` (:func:`effective_p`)
-      and kept elements are scaled by ``1 / (1 - effective_p(p))`` rounded to
-      the compute dtype (float64 for float64 inputs, float32 otherwise), so
-      the expectation is exact. Half-precision inputs are multiplied in
-      float32 and rounded once, as PyTorch does.
+    - **Precision.** ``p`` is quantised to a multiple of ``2**-16``
+      (:func:`effective_p`; at most ``2**-17`` away, so rates below ``2**-17``
+      drop nothing) and kept elements are scaled by
+      ``1 / (1 - effective_p(p))`` rounded to the compute dtype (float64 for
+      float64 inputs, float32 otherwise), so the expectation is exact.
+      Half-precision inputs are multiplied in float32 and rounded once, as
+      PyTorch does.
     - **Backends.** CPU: one fused numba pass over chunks of ``2**16``
       elements on ``torch.get_num_threads()`` Python threads (the compiled
-      code releases the GIL; no second OpenMP pool), serial below
-      ``2**17`` elements per thread; compiled on first use per dtype (1-2 s, the first
-      process only) and cached on disk next to the module, or in numba's
-      user cache dir when that is read-only. CUDA: a Triton kernel with the
-      same hash. Anything else, or CPU without the ``fast`` extra: the same
-      hash in blocked int32 torch ops (1.3-2.6x faster than ``F.dropout``
-      from 10**6 elements on a loaded 2-core CPU; see ``dropkit bench
-      kernels``).
-    - **Memory.** Out of place, most of the time of a large call is the
-      first touch of the freshly allocated output (page faults), as for
-      ``x.clone()``. PyTorch's ``THP_MEM_ALLOC_ENABLE=1`` (transparent huge
-      pages for CPU tensors of 2 MB and more) removes most of it, for every
-      method alike: compare ``dropkit bench kernels`` with and without it.
+      code releases the GIL; no second OpenMP pool), serial below ``2**17``
+      elements per thread; compiled on first use per dtype (1-2 s, the first
+      process only) and cached on disk next to the module, or in numba's user
+      cache dir when that is read-only. CUDA: a Triton kernel with the same
+      hash. Anything else, or CPU without the ``fast`` extra: the same hash
+      in int32 torch ops over blocks of ``2**18`` elements (about 2.5x faster
+      than ``F.dropout`` forward from 10**6 elements on an idle 2-core CPU;
+      see ``dropkit bench kernels``).
+    - **Memory.** Out of place, the first touch of the freshly allocated
+      output (one page fault per 4 KiB page) costs about twice the
+      arithmetic. On Linux each CPU worker maps its share of the output with
+      one ``madvise(MADV_POPULATE_WRITE)`` call before writing it (see
+      :mod:`dropkit.kernels._memory`; ``DROPKIT_POPULATE=0`` turns it off).
     - **Operators.** ``dropkit::seeded_dropout`` and its in-place twin are
       ``torch.library`` custom ops with a registered autograd formula and fake
       implementations, so ``torch.compile(fullgraph=True)`` traces them.
@@ -61,6 +64,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dropkit.kernels import _ops
 from dropkit.kernels._hash import effective_p
 from dropkit.kernels._ops import (
     EagerDropout,
@@ -187,17 +191,38 @@ def bernoulli_dropout(
         >>> sorted(set(y.flatten().tolist()))
         [0.0, 2.0]
     """
+    return _drop(x, p, inplace, generator, precise=False)
+
+
+def _drop(
+    x: torch.Tensor,
+    p: float,
+    inplace: bool,
+    generator: torch.Generator | None,
+    precise: bool,
+) -> torch.Tensor:
+    """:func:`bernoulli_dropout`, or its 32-bit structured-mask form when ``precise``."""
     if p == 0.0:
         return x
     if p == 1.0:
         return x.mul_(0.0) if inplace else x * 0.0
-    if x.device.type == "cpu" and x.numel() < _small() and not torch.compiler.is_compiling():
-        q = effective_p(p)
+    compiling = torch.compiler.is_compiling()
+    if x.device.type == "cpu" and x.numel() < _small() and not compiling:
+        q = effective_p(p, precise=precise)
         if generator is None:
             return F.dropout(x, q, True, inplace)
         mask = torch.empty_like(x).bernoulli_(1.0 - q, generator=generator).div_(1.0 - q)
         return x.mul_(mask) if inplace else x * mask
-    return seeded_dropout(x, p, draw_seed(generator), inplace=inplace)
+    if not precise:
+        return seeded_dropout(x, p, draw_seed(generator), inplace=inplace)
+    # structured masks are drawn on fresh tensors that need no autograd
+    seed = draw_seed(generator)
+    if not inplace:
+        x = x.clone()
+    if compiling:
+        seeded_dropout_inplace_op(x, seed, p, True)
+        return x
+    return _ops.dropout_(x, int(seed.item()), p, precise=True)
 
 
 def draw_mask(
@@ -209,9 +234,11 @@ def draw_mask(
 ) -> torch.Tensor:
     """Return a scaled keep mask ``Bernoulli(1 - p) / (1 - p)`` of ``shape``.
 
-    Used by structured variants (spatial, locked, path, block) whose mask is
-    broadcast over some dimensions. Drawn with the same counter-based kernel
-    (``p`` quantised as in :func:`effective_p`); all zeros when ``p == 1``.
+    Used by structured variants (spatial, locked, path, block, alpha ...)
+    whose masks are small and whose rates can be tiny (DropBlock seed rates),
+    so they use the kernels' precise form: one 32-bit hash word per element,
+    ``p`` quantised to ``2**-32`` (``effective_p(p, precise=True)``), the
+    same mask on every device. All zeros when ``p == 1``.
 
     Args:
         shape: Shape of the mask.
@@ -226,6 +253,4 @@ def draw_mask(
         A tensor whose entries are ``0`` or ``1 / (1 - effective_p(p))``.
     """
     ones = torch.ones(shape, dtype=like.dtype, device=like.device)
-    if p == 0.0:
-        return ones
-    return bernoulli_dropout(ones, p, inplace=True, generator=generator)
+    return _drop(ones, p, True, generator, precise=True)

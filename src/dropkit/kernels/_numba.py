@@ -1,9 +1,10 @@
 """CPU dropout kernel compiled with numba: one fused pass, all cores, no mask.
 
-Each output element is ``x[i] * (scale if hash(seed, i) >= t else 0)`` (see
-:mod:`dropkit.kernels._hash`), computed in chunks of ``2**16`` elements that
-Python threads share (the compiled code releases the GIL). The mask is a function of the logical
-index only, so it is the same for any thread count. Compiled lazily on first
+Each output element is ``x[i] * (scale if bits(seed, i) >= t else 0)``, one
+32-bit hash per pair of elements (see :mod:`dropkit.kernels._hash`), computed
+in chunks of ``2**16`` elements that Python threads share (the compiled code
+releases the GIL). The mask is a function of the logical index only, so it is
+the same for any thread count. Compiled lazily on first
 use per dtype (about a second per signature) and cached on disk
 (``cache=True``), so later processes start in milliseconds.
 
@@ -24,15 +25,18 @@ import torch
 from numba import njit
 
 from dropkit.kernels import _hash
+from dropkit.kernels._memory import populate
 from dropkit.kernels._pool import run_split
 
-CHUNK = 1 << 16  # elements per parallel task
+CHUNK = 1 << 16  # elements per parallel task (even: chunks start on pairs)
 _U32 = np.uint32
 _M32 = np.uint64(_hash.M32)
+_M16 = _U32(0xFFFF)
 _A1, _A2 = _U32(_hash.A1), _U32(_hash.A2)
 _B1, _B2 = _U32(_hash.B1), _U32(_hash.B2)
 _GOLDEN = _U32(_hash.GOLDEN)
 _S15, _S16, _S32 = _U32(15), _U32(16), np.uint64(32)
+_ONE = np.uint64(1)
 
 
 # numba widens integer arithmetic to 64 bits; truncating every step back to
@@ -55,42 +59,85 @@ def _mix(lo, k0, kb):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", cache=True)
-def _chunk(x, out, c, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
+def _word(j, k0, k1):  # type: ignore[no-untyped-def]
+    """The hash word of pair index ``j`` (any 64-bit value)."""
+    kb = _U32(k1 ^ _U32(_U32(j >> _S32) * _GOLDEN))
+    return _mix(_U32(j & _M32), k0, kb)
+
+
+@njit(inline="always", cache=True)
+def _chunk(x, out, c, base, k0, k1, t, scale, precise):  # type: ignore[no-untyped-def]
+    # ``out`` may be ``x`` itself (in-place kernel): numba inlines this body,
+    # so LLVM then sees one array and vectorises without an overlap check
     zero = scale - scale  # 0 in the dtype of scale (an int literal would widen it)
     start = c * CHUNK
     stop = min(start + CHUNK, x.size)
     first = base + np.uint64(start)
     last = base + np.uint64(stop - 1)
-    if (first >> _S32) == (last >> _S32):
-        # the usual case: the index high word (hence kb) is constant over the
-        # chunk, and the low word is a plain 32-bit counter, which vectorises
-        kb = _U32(k1 ^ _U32(_U32(first >> _S32) * _GOLDEN))
-        lo = _U32(first & _M32)
+    if precise:  # one word per element, all 32 bits against t
+        if (first >> _S32) == (last >> _S32):
+            kb = _U32(k1 ^ _U32(_U32(first >> _S32) * _GOLDEN))
+            lo = _U32(first & _M32)
+            xs, os_ = x[start:stop], out[start:stop]
+            for j in range(stop - start):
+                h = _mix(_U32(lo + _U32(j)), k0, kb)
+                os_[j] = xs[j] * (scale if h >= t else zero)
+            return
+        for i in range(start, stop):
+            h = _word(base + np.uint64(i), k0, k1)
+            out[i] = x[i] * (scale if h >= t else zero)
+        return
+    j0 = first >> _ONE
+    if (first & _ONE) == 0 and (j0 >> _S32) == ((last >> _ONE) >> _S32):
+        # the usual case: the chunk starts on a pair and the pair index high
+        # word (hence kb) is constant, so the low word is a plain 32-bit
+        # counter and one hash serves two elements, which vectorises
+        kb = _U32(k1 ^ _U32(_U32(j0 >> _S32) * _GOLDEN))
+        lo = _U32(j0 & _M32)
         xs, os_ = x[start:stop], out[start:stop]
-        for j in range(stop - start):
-            h = _mix(_U32(lo + _U32(j)), k0, kb)
-            os_[j] = xs[j] * (scale if h >= t else zero)
+        pairs = (stop - start) >> 1
+        for q in range(pairs):
+            h = _mix(_U32(lo + _U32(q)), k0, kb)
+            os_[2 * q] = xs[2 * q] * (scale if (h & _M16) >= t else zero)
+            os_[2 * q + 1] = xs[2 * q + 1] * (scale if (h >> _S16) >= t else zero)
+        if (stop - start) & 1:  # a lone last element: the low half of its pair
+            h = _mix(_U32(lo + _U32(pairs)), k0, kb)
+            os_[2 * pairs] = xs[2 * pairs] * (scale if (h & _M16) >= t else zero)
         return
     for i in range(start, stop):
         idx = base + np.uint64(i)
-        kb = _U32(k1 ^ _U32(_U32(idx >> _S32) * _GOLDEN))
-        h = _mix(_U32(idx & _M32), k0, kb)
-        out[i] = x[i] * (scale if h >= t else zero)
+        h = _word(idx >> _ONE, k0, k1)
+        bits = (h >> _U32(16 * (idx & _ONE))) & _M16
+        out[i] = x[i] * (scale if bits >= t else zero)
 
 
 # base, k0, k1 and t arrive as Python ints (cheaper to pass than numpy
 # scalars) and are cast once: int64 mixed with unsigned would give float64.
 @njit(cache=True, fastmath=False, nogil=True)
-def _dropout_chunks(x, out, c0, c1, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
+def _dropout_chunks(x, out, c0, c1, base, k0, k1, t, scale, precise):  # type: ignore[no-untyped-def]
     base, k0, k1, t = np.uint64(base), _U32(k0), _U32(k1), _U32(t)
     for c in range(c0, c1):
-        _chunk(x, out, c, base, k0, k1, t, scale)
+        _chunk(x, out, c, base, k0, k1, t, scale, precise)
+
+
+@njit(cache=True, fastmath=False, nogil=True)
+def _dropout_chunks_inplace(x, c0, c1, base, k0, k1, t, scale, precise):  # type: ignore[no-untyped-def]
+    base, k0, k1, t = np.uint64(base), _U32(k0), _U32(k1), _U32(t)
+    for c in range(c0, c1):
+        _chunk(x, x, c, base, k0, k1, t, scale, precise)
+
+
+def _work(x: np.ndarray, out: np.ndarray, c0: int, c1: int, *args: object) -> None:
+    """One worker's share: map its part of a fresh output, then fill it."""
+    stop = min(c1 * CHUNK, out.size)
+    populate(out.ctypes.data + c0 * CHUNK * out.itemsize, (stop - c0 * CHUNK) * out.itemsize)
+    _dropout_chunks(x, out, c0, c1, *args)
 
 
 @functools.lru_cache(maxsize=64)
-def _scale(t: int, dtype: np.dtype) -> np.floating:
+def _scale(t: int, dtype: np.dtype, precise: bool) -> np.floating:
     """``1 / keep`` as the numpy scalar type the kernel is compiled for."""
-    return dtype.type(_hash.scale(t))
+    return dtype.type(_hash.scale(t, precise))
 
 
 #: Below this many elements per thread, one thread is faster than handing work
@@ -98,21 +145,41 @@ def _scale(t: int, dtype: np.dtype) -> np.floating:
 PARALLEL_MIN = 1 << 17
 
 
-def dropout_(x: torch.Tensor, out: torch.Tensor, seed: int, t: int, base: int = 0) -> None:
+def dropout_(
+    x: torch.Tensor, out: torch.Tensor, seed: int, t: int, base: int = 0, precise: bool = False
+) -> None:
     """Write ``x * mask * scale`` into ``out`` (both contiguous, may alias).
 
     ``x`` is float32 or float64 (callers convert half precision); the scale is
-    ``1 / (1 - t / 2**32)`` rounded to ``x.dtype``. ``base`` is the logical
+    ``1 / (1 - t / 2**16)`` rounded to ``x.dtype`` (``2**32`` and one word per
+    element when ``precise``). ``base`` is the logical
     index of ``x``'s first element (0 but in tests of the index high word).
     Work is split into contiguous runs of chunks over ``torch.get_num_threads()``
     Python threads (see :mod:`dropkit.kernels._pool`); the mask depends only on
-    the index, so the split never changes the result.
+    the index, so the split never changes the result. Out of place, each worker
+    first maps its share of ``out`` in bulk (:mod:`dropkit.kernels._memory`).
+    In place (``out`` is ``x``) a separate compiled loop runs: with two array
+    arguments that may overlap, LLVM's runtime overlap check sends aliased
+    calls to the scalar loop (2.5x slower).
     """
     k0, k1 = _hash.keys(seed)
-    xs, os_ = x.detach().numpy().reshape(-1), out.detach().numpy().reshape(-1)
-    scale = _scale(t, xs.dtype)
+    inplace = x.data_ptr() == out.data_ptr()
+    xs = x.detach().numpy().reshape(-1)
+    os_ = xs if inplace else out.detach().numpy().reshape(-1)
+    scale = _scale(t, xs.dtype, precise)
     chunks = (xs.size + CHUNK - 1) // CHUNK
-    workers = max(1, min(torch.get_num_threads(), xs.size // PARALLEL_MIN, chunks))
+    workers = min(torch.get_num_threads(), xs.size // PARALLEL_MIN, chunks)
+    if workers <= 1:  # small calls: no pool hand-off, nothing to populate
+        if inplace:
+            _dropout_chunks_inplace(xs, 0, chunks, base, k0, k1, t, scale, precise)
+        else:
+            _dropout_chunks(xs, os_, 0, chunks, base, k0, k1, t, scale, precise)
+        return
     edges = [chunks * w // workers for w in range(workers + 1)]
-    jobs = [(xs, os_, lo, hi, base, k0, k1, t, scale) for lo, hi in zip(edges[:-1], edges[1:])]
-    run_split(_dropout_chunks, jobs)
+    ranges = list(zip(edges[:-1], edges[1:]))
+    if inplace:
+        jobs = [(xs, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges]
+        run_split(_dropout_chunks_inplace, jobs)
+    else:
+        jobs = [(xs, os_, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges]
+        run_split(_work, jobs)

@@ -19,6 +19,7 @@ References:
 from __future__ import annotations
 
 import importlib.util
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -26,11 +27,12 @@ import torch
 from torch import Tensor
 
 from dropkit.kernels import _hash
-from dropkit.kernels._pool import run_split
 
 _CPU_DTYPES = (torch.float32, torch.float64)
-TORCH_CHUNK = 1 << 15  # CPU block: below torch's parallel grain size (32768 < n)
-PER_THREAD_MIN = 1 << 19  # elements per Python thread worth its start-up
+#: Elements per block of the pure-torch kernel on CPU (fastest of 2**15 to
+#: 2**20 at 10**5 to 1.26e7 elements on a 2-core machine, idle or loaded).
+TORCH_CHUNK = 1 << 18
+_SIGN_BITS = _hash._s32(0x80008000)
 _backends: dict[str, ModuleType | None] = {}
 
 
@@ -46,95 +48,100 @@ def _backend(name: str) -> ModuleType | None:
 
 
 def _torch_blocks(
-    xs: Tensor, os_: Tensor, seed: int, t: int, base: int, first: int, last: int, chunk: int
+    xs: Tensor, os_: Tensor, seed: int, t: int, base: int, chunk: int, precise: bool
 ) -> None:
-    """Hash-and-scale the logical indices ``[first, last)`` block by block."""
+    """Hash-and-scale the logical indices ``[base, base + n)`` block by block.
+
+    Each block hashes up to ``chunk // 2`` consecutive pair indices (a power of
+    two below ``2**31``: a block never crosses a multiple of it, hence neither
+    ``2**31``, the int32 sign, nor ``2**32``, the high word) and reads the two
+    16-bit halves of every word as the keep bits of two elements; ``precise``
+    hashes every element's own index instead and compares the whole word.
+    """
+    n = xs.numel()
     k0, k1 = _hash.keys(seed)
-    size = min(last - first, chunk)
+    per_word = 1 if precise else 2
+    words = chunk // per_word
+    j, j_end = base // per_word, -(-(base + n) // per_word)
+    size = min(j_end - j, words)
     h = torch.empty(size, dtype=torch.int32, device=xs.device)
     tmp = torch.empty_like(h)
-    keep = torch.empty(size, dtype=torch.bool, device=xs.device)
-    st, sc = _hash.signed_threshold(t), _hash.scale(t)
-    idx = first
-    while idx < last:
-        # a block never crosses a multiple of ``chunk`` (a power of two below
-        # 2**31), hence neither 2**31 (int32 sign) nor 2**32 (high word)
-        stop = min((idx // chunk + 1) * chunk, last)
-        m, i = stop - idx, idx - base
-        lo = _hash._s32(idx)
-        hb, tb, kb = h[:m], tmp[:m], keep[:m]
+    keep = torch.empty(per_word * size, dtype=torch.bool, device=xs.device)
+    st, sc = _hash.signed_threshold(t, precise), _hash.scale(t, precise)
+    while j < j_end:
+        stop = min((j // words + 1) * words, j_end)
+        m = stop - j
+        lo = _hash._s32(j)
+        hb, tb = h[:m], tmp[:m]
         torch.arange(lo, lo + m, dtype=torch.int32, out=hb)
-        _hash.hash_block_(hb, k0, _hash.high_key(k1, idx >> 32), tb)
-        hb.bitwise_xor_(-(1 << 31))  # unsigned order -> signed order
-        torch.ge(hb, st, out=kb)
+        _hash.hash_block_(hb, k0, _hash.high_key(k1, j >> 32), tb)
+        if precise:
+            bits = hb.bitwise_xor_(-(1 << 31))  # unsigned order -> signed order
+        else:
+            if sys.byteorder == "big":  # the int16 view must list the low half first
+                _hash.rotate16_(hb, tb)
+            bits = hb.bitwise_xor_(_SIGN_BITS).view(torch.int16)  # both halves
+        e0, e1 = max(per_word * j, base), min(per_word * stop, base + n)
+        kb = keep[: e1 - e0]
+        torch.ge(bits[e0 - per_word * j : e1 - per_word * j], st, out=kb)
         # x * keep is x or 0 exactly; the scalar multiply rounds once, in the
         # same compute precision as the compiled kernels.
-        torch.mul(xs[i : i + m], kb, out=os_[i : i + m])
-        os_[i : i + m].mul_(sc)
-        idx = stop
+        i0, i1 = e0 - base, e1 - base
+        torch.mul(xs[i0:i1], kb, out=os_[i0:i1])
+        os_[i0:i1].mul_(sc)
+        j = stop
 
 
-def torch_dropout_(x: Tensor, out: Tensor, seed: int, t: int, base: int = 0) -> None:
+def torch_dropout_(
+    x: Tensor, out: Tensor, seed: int, t: int, base: int = 0, precise: bool = False
+) -> None:
     """Pure-torch kernel: the same hash in int32 tensor ops, block by block.
 
     Works on any device and dtype; ``x`` and ``out`` are contiguous and may
-    alias; ``base`` is the logical index of ``x``'s first element. On CPU,
-    blocks of ``2**15`` elements stay under PyTorch's parallel grain size, so
-    each op runs on one thread without a barrier (barriers made the multi-
-    threaded version 10x slower on a loaded machine), and Python threads
-    (``torch.get_num_threads()`` of them; ops release the GIL) share the
-    blocks. Other devices use large blocks on one stream.
+    alias; ``base`` is the logical index of ``x``'s first element. About 28
+    tensor ops per block, each over at most ``2**17`` words: on CPU a block of
+    :data:`TORCH_CHUNK` elements stays in the L2 cache and is large enough
+    that PyTorch's own intra-op threads share every op (Python threads running
+    small blocks were slower: the GIL serialised their op dispatch). Other
+    devices use blocks of ``2**22`` elements.
     """
-    # worker threads start with grad mode on: work on detached views
     xs, os_ = x.detach().reshape(-1), out.detach().reshape(-1)
-    n = xs.numel()
-    if x.device.type != "cpu":
-        _torch_blocks(xs, os_, seed, t, base, base, base + n, 1 << 22)
-        return
-    workers = min(torch.get_num_threads(), n // PER_THREAD_MIN)
-    if workers <= 1:
-        _torch_blocks(xs, os_, seed, t, base, base, base + n, TORCH_CHUNK)
-        return
-    # split on block boundaries so every worker's blocks stay aligned
-    blocks = -(-(base + n) // TORCH_CHUNK) - base // TORCH_CHUNK
-    edges = [base] + [
-        (base // TORCH_CHUNK + blocks * w // workers) * TORCH_CHUNK for w in range(1, workers)
-    ]
-    edges.append(base + n)
-    run_split(
-        _torch_blocks,
-        [(xs, os_, seed, t, base, lo, hi, TORCH_CHUNK) for lo, hi in zip(edges[:-1], edges[1:])],
-    )
+    chunk = TORCH_CHUNK if x.device.type == "cpu" else 1 << 22
+    _torch_blocks(xs, os_, seed, t, base, chunk, precise)
 
 
-def _run(x: Tensor, out: Tensor, seed: int, t: int) -> None:
+def _run(x: Tensor, out: Tensor, seed: int, t: int, precise: bool) -> None:
     """Dispatch ``x * mask * scale -> out`` to the backend for ``x.device``."""
     if x.device.type == "cpu":
         numba_kernel = _backend("numba")
         if numba_kernel is not None:
             if x.dtype in _CPU_DTYPES:
-                numba_kernel.dropout_(x, out, seed, t)
+                numba_kernel.dropout_(x, out, seed, t, 0, precise)
             else:  # half precision: float32 compute, one rounding, like torch
                 buf = x.float()
-                numba_kernel.dropout_(buf, buf, seed, t)
+                numba_kernel.dropout_(buf, buf, seed, t, 0, precise)
                 out.copy_(buf)
             return
     elif x.device.type == "cuda":
         triton_kernel = _backend("triton")
         if triton_kernel is not None:
-            triton_kernel.dropout_(x, out, seed, t)
+            triton_kernel.dropout_(x, out, seed, t, 0, precise)
             return
-    torch_dropout_(x, out, seed, t)
+    torch_dropout_(x, out, seed, t, 0, precise)
 
 
-def apply_(x: Tensor, out: Tensor, seed: int, p: float) -> None:
-    """Fill ``out`` (contiguous, may be ``x`` itself) with the dropped ``x``."""
+def apply_(x: Tensor, out: Tensor, seed: int, p: float, precise: bool = False) -> None:
+    """Fill ``out`` (contiguous, may be ``x`` itself) with the dropped ``x``.
+
+    ``precise`` selects the one-word-per-element mask with ``2**-32``
+    resolution (structured masks) instead of the paired 16-bit one.
+    """
     if x.numel() == 0:
         return
     if p >= 1.0:
         torch.mul(x, 0.0, out=out)  # keeps NaN propagation of x * 0
         return
-    _run(x.contiguous(), out, seed, _hash.threshold(p))
+    _run(x.contiguous(), out, seed, _hash.threshold(p, precise), precise)
 
 
 def dropout(x: Tensor, seed: int, p: float) -> Tensor:
@@ -149,12 +156,14 @@ def dropout(x: Tensor, seed: int, p: float) -> Tensor:
     return out
 
 
-def dropout_(x: Tensor, seed: int, p: float) -> Tensor:
+def dropout_(x: Tensor, seed: int, p: float, precise: bool = False) -> Tensor:
     """In-place seeded dropout of ``x`` without autograd."""
     if x.is_contiguous():
-        apply_(x, x, seed, p)
+        apply_(x, x, seed, p, precise)
     else:
-        x.copy_(dropout(x, seed, p))
+        out = x.contiguous()
+        apply_(out, out, seed, p, precise)
+        x.copy_(out)
     return x
 
 
@@ -172,7 +181,18 @@ class EagerDropout(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:  # noqa: D102
-        return EagerDropout.apply(grad, ctx.seed, ctx.p), None, None
+        return _grad(grad, ctx.seed, ctx.p), None, None
+
+
+def _grad(grad: Tensor, seed: int, p: float) -> Tensor:
+    """The gradient of a seeded dropout: the same dropout applied to ``grad``.
+
+    Recorded by autograd only under ``create_graph=True`` (double backward);
+    otherwise the kernel runs directly, which saves a ``Function`` call.
+    """
+    if torch.is_grad_enabled():
+        return EagerDropout.apply(grad, seed, p)
+    return dropout(grad, seed, p)
 
 
 class EagerDropoutInplace(torch.autograd.Function):
@@ -186,7 +206,7 @@ class EagerDropoutInplace(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:  # noqa: D102
-        return EagerDropout.apply(grad, ctx.seed, ctx.p), None, None
+        return _grad(grad, ctx.seed, ctx.p), None, None
 
 
 @torch.library.custom_op("dropkit::seeded_dropout", mutates_args=())
@@ -215,11 +235,14 @@ seeded_dropout_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 @torch.library.custom_op("dropkit::seeded_dropout_", mutates_args=("x",))
-def seeded_dropout_inplace_op(x: Tensor, seed: Tensor, p: float) -> None:
-    """Overwrite ``x`` with ``x * mask(seed, p) / (1 - effective_p)``."""
-    dropout_(x, int(seed.item()), p)
+def seeded_dropout_inplace_op(x: Tensor, seed: Tensor, p: float, precise: bool = False) -> None:
+    """Overwrite ``x`` with ``x * mask(seed, p) / (1 - effective_p)``.
+
+    ``precise`` selects the structured-mask form (``2**-32`` resolution).
+    """
+    dropout_(x, int(seed.item()), p, precise)
 
 
 @seeded_dropout_inplace_op.register_fake
-def _(x: Tensor, seed: Tensor, p: float) -> None:
+def _(x: Tensor, seed: Tensor, p: float, precise: bool = False) -> None:
     return None

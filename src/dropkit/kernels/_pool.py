@@ -1,7 +1,7 @@
-"""A persistent pool of Python threads for the CPU kernels.
+"""A persistent pool of Python threads for the numba CPU kernel.
 
-The kernels release the GIL (numba ``nogil=True``; torch ops), so plain Python
-threads run them on several cores without any OpenMP runtime. Using numba's own
+The compiled kernel releases the GIL (``nogil=True``), so plain Python threads
+run it on several cores without any OpenMP runtime. Using numba's own
 ``parallel=True`` instead initialises a second OpenMP thread pool beside
 PyTorch's: both spin-wait for work, and on a 2-core machine every later small
 torch op ran 5-30x slower (and ``torch.get_num_threads()`` changed). The pool
