@@ -178,8 +178,9 @@ def dropout_(
     edges = [chunks * w // workers for w in range(workers + 1)]
     ranges = list(zip(edges[:-1], edges[1:]))
     if inplace:
-        jobs = [(xs, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges]
-        run_split(_dropout_chunks_inplace, jobs)
+        run_split(
+            _dropout_chunks_inplace,
+            [(xs, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges],
+        )
     else:
-        jobs = [(xs, os_, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges]
-        run_split(_work, jobs)
+        run_split(_work, [(xs, os_, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges])
