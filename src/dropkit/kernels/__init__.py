@@ -61,6 +61,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -92,6 +94,11 @@ SMALL = 2048
 #: The same cutoff when numba is missing: the pure-torch kernel runs ~25 tensor
 #: ops per block and only beats F.dropout from about 10**4 elements.
 SMALL_NO_NUMBA = 1 << 15
+
+
+@functools.lru_cache(maxsize=256)
+def _effective_p(p: float, precise: bool) -> float:
+    return effective_p(p, precise=precise)
 
 
 def _small() -> int:
@@ -207,8 +214,8 @@ def _drop(
     if p == 1.0:
         return x.mul_(0.0) if inplace else x * 0.0
     compiling = torch.compiler.is_compiling()
-    if x.device.type == "cpu" and x.numel() < _small() and not compiling:
-        q = effective_p(p, precise=precise)
+    if x.numel() < _small() and not compiling and not x.is_cuda and x.device.type == "cpu":
+        q = _effective_p(p, precise)
         if generator is None:
             return F.dropout(x, q, True, inplace)
         mask = torch.empty_like(x).bernoulli_(1.0 - q, generator=generator).div_(1.0 - q)
