@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dropkit.kernels import bernoulli_dropout, seeded_dropout
+from dropkit.kernels import bernoulli_dropout, draw_mask, seeded_dropout
 from dropkit.kernels._ops import seeded_dropout_op
 
 pytestmark = [
@@ -65,3 +65,12 @@ def test_cuda_global_seed_reproduces() -> None:
     torch.manual_seed(3)
     b = bernoulli_dropout(x.cpu(), 0.5)
     assert torch.equal(a.cpu(), b)  # the seed comes from the CPU generator on both devices
+
+
+def test_cuda_structured_masks_equal_cpu() -> None:
+    # the precise (one word per element, 32-bit threshold) form on both devices
+    def mask(device: str) -> torch.Tensor:
+        like = torch.empty(0, device=device)
+        return draw_mask((8, 1000), 0.003, like=like, generator=torch.Generator().manual_seed(3))
+
+    assert torch.equal(mask("cuda").cpu(), mask("cpu"))

@@ -28,7 +28,10 @@ def dropout(
 
     Every element gets its own Bernoulli(``1 - p``) keep draw, so the expected
     output equals the input ("inverted" dropout: nothing to rescale at test
-    time). The random work runs through :func:`dropkit.kernels.bernoulli_dropout`.
+    time). The random work runs through :func:`dropkit.kernels.bernoulli_dropout`:
+    ``p`` is quantised to a multiple of ``2**-16`` (see
+    :func:`dropkit.kernels.effective_p`) and survivors are scaled by the
+    quantised keep rate, so the expectation stays exact.
 
     Args:
         x: Input tensor.
