@@ -194,3 +194,29 @@ def test_torch_fallback_backward_over_several_blocks(monkeypatch: pytest.MonkeyP
     keep = bernoulli_dropout(torch.ones_like(x), P, generator=torch.Generator().manual_seed(4)) != 0
     assert torch.equal(y.detach(), x.detach() * torch.where(keep, _scale(P, torch.float32), 0.0))
     assert torch.equal(x.grad, torch.where(keep, _scale(P, torch.float32), 0.0))
+
+
+def test_torch_compile_structured_masks_fullgraph(monkeypatch: pytest.MonkeyPatch) -> None:
+    # channel and path masks use the precise form through the in-place op
+    import dropkit.functional as DF
+
+    # as in a fresh process: the backend is first resolved inside compiled code
+    monkeypatch.delitem(_ops._backends, "numba", raising=False)
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return DF.drop_path(DF.dropout2d(x, 0.3), 0.2) * 2.0
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    x = torch.randn(64, 8, 3, 3, requires_grad=True)
+    torch.manual_seed(0)
+    y = compiled(x)
+    y.sum().backward()
+    factor = y.detach() / x.detach()  # per-element factor: 0 or 2 * s_channel * s_path
+    s = 2.0 / ((1 - effective_p(0.3, precise=True)) * (1 - effective_p(0.2, precise=True)))
+    kept = factor != 0
+    assert torch.allclose(factor[kept], torch.full_like(factor[kept], s))
+    assert 0 < int(kept.sum()) < kept.numel()
+    # whole channels are kept or dropped together, and the gradient is the same factor
+    per_channel = kept.flatten(2)
+    assert (per_channel.all(-1) | ~per_channel.any(-1)).all()
+    assert torch.allclose(x.grad, factor)

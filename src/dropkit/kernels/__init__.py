@@ -214,7 +214,9 @@ def _drop(
     if p == 1.0:
         return x.mul_(0.0) if inplace else x * 0.0
     compiling = torch.compiler.is_compiling()
-    if x.numel() < _small() and not compiling and not x.is_cuda and x.device.type == "cpu":
+    # ``compiling`` first: _small() may import the numba module, which dynamo
+    # refuses to trace (the first dropout of a process inside compiled code)
+    if not compiling and x.numel() < _small() and x.device.type == "cpu":
         q = _effective_p(p, precise)
         if generator is None:
             return F.dropout(x, q, True, inplace)
