@@ -5,7 +5,9 @@
 :mod:`dropkit.kernels` (several times faster on CPU, no mask kept for
 backward). Attributes that other code reads keep working: Hugging Face BERT
 passes ``self.dropout.p`` to fused attention, and the swapped module has the
-same ``p``.
+same ``p``. With ``attention=True``, Hugging Face models on ``sdpa`` attention
+also run their attention-probability dropout through the kernel (see
+:mod:`dropkit.integrations.hf_attention`).
 
 References:
     Srivastava et al., "Dropout: a simple way to prevent neural networks from
@@ -19,7 +21,7 @@ from torch import nn
 from dropkit._validation import _fail, check_module
 
 
-def fast_dropout(model: nn.Module) -> int:
+def fast_dropout(model: nn.Module, *, attention: bool = False) -> int:
     """Replace every ``torch.nn.Dropout`` inside ``model`` with ``dropkit.nn.Dropout``.
 
     Only modules whose type is exactly ``torch.nn.Dropout`` are swapped
@@ -31,14 +33,23 @@ def fast_dropout(model: nn.Module) -> int:
 
     Args:
         model: The model to modify in place.
+        attention: Also switch the Hugging Face models inside ``model`` that
+            use ``attn_implementation="sdpa"`` to ``"dropkit_sdpa"``: the same
+            attention, except that while training with a non-zero attention
+            rate the probabilities are dropped by dropkit's kernel instead of
+            inside ``scaled_dot_product_attention`` (evaluation stays the
+            ``sdpa`` result bit for bit). Needs the ``hf`` extra.
+            ``model.set_attn_implementation("sdpa")`` undoes it.
 
     Returns:
         How many distinct ``nn.Dropout`` modules were replaced.
 
     Raises:
-        TypeError: If ``model`` is not an ``nn.Module``.
+        TypeError: If ``model`` is not an ``nn.Module`` or ``attention`` is
+            not a bool.
         ValueError: If ``model`` itself is an ``nn.Dropout`` (it cannot be
-            replaced in place).
+            replaced in place), or ``attention=True`` finds no Hugging Face
+            model on ``sdpa`` attention (nothing is changed then).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.2), nn.ReLU())
@@ -58,6 +69,15 @@ def fast_dropout(model: nn.Module) -> int:
             model,
             "Use dropkit.nn.Dropout(p) directly, or wrap the layer in a container.",
         )
+    if not isinstance(attention, bool):
+        raise _fail(
+            TypeError, "fast_dropout", "attention to be a bool", attention, "Pass True or False."
+        )
+    roots: list[nn.Module] = []
+    if attention:  # checked before anything changes
+        from dropkit.integrations.hf_attention import sdpa_roots
+
+        roots = sdpa_roots(model, "fast_dropout")
     replaced: dict[int, nn.Module] = {}
     for parent in list(model.modules()):
         # _modules, not named_children(): the latter hides a second name of a
@@ -71,4 +91,8 @@ def fast_dropout(model: nn.Module) -> int:
                 new.train(child.training)
                 replaced[id(child)] = new
             setattr(parent, name, new)
+    if roots:
+        from dropkit.integrations.hf_attention import route_attention
+
+        route_attention(roots)
     return len(replaced)

@@ -36,6 +36,10 @@ def test_quick_bench_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     model = data["model"]
     assert model["swapped"] == 20  # MiniLM-L6 classifier: 1 + 3 per layer + classifier
     assert model["stock_steps_per_s"] > 0 and model["fast_dropout_steps_per_s"] > 0
+    assert model["speedup_attention"] == pytest.approx(
+        model["fast_dropout_attention_steps_per_s"] / model["stock_steps_per_s"]
+    )
+    assert "fast_dropout(attention=True)" in printed
 
 
 def test_bad_arguments() -> None:

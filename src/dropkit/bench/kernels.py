@@ -8,7 +8,9 @@ kernel without numba (the pure-torch fallback; CPU only) and ``x.clone()``
 sizes with ``p = 0.1``. Bytes kept for backward are measured with
 ``torch.autograd.graph.saved_tensors_hooks``. A model-level measure trains a
 MiniLM-L6-shaped BERT (random weights, real config when the ``hf`` extra is
-installed) with stock ``nn.Dropout`` and after :func:`dropkit.fast_dropout`.
+installed) with stock ``nn.Dropout``, after :func:`dropkit.fast_dropout`, and
+after ``fast_dropout(model, attention=True)`` (attention dropout through the
+kernel too).
 
 References:
     Wang et al., "MiniLM: deep self-attention distillation for task-agnostic
@@ -160,14 +162,17 @@ def _time_model(quick: bool, repeats: int) -> dict[str, Any]:
 
     transformers = require("transformers", "hf", "dropkit bench kernels")
     config, source = _minilm_config(quick)
+    config._attn_implementation = "sdpa"
     torch.manual_seed(0)
     stock = transformers.BertForSequenceClassification(config).train()
     fast = copy.deepcopy(stock)
     swapped = fast_dropout(fast)
+    fast_attention = copy.deepcopy(stock)
+    fast_dropout(fast_attention, attention=True)
     batch, length = (4, 16) if quick else (32, 128)
     ids = torch.randint(0, config.vocab_size, (batch, length))
     labels = torch.randint(0, 2, (batch,))
-    models = {"stock": stock, "fast_dropout": fast}
+    models = {"stock": stock, "fast_dropout": fast, "fast_dropout_attention": fast_attention}
     opts = {k: torch.optim.SGD(m.parameters(), lr=1e-4) for k, m in models.items()}
 
     def step(name: str) -> None:
@@ -189,11 +194,15 @@ def _time_model(quick: bool, repeats: int) -> dict[str, Any]:
         "batch": batch,
         "length": length,
         "swapped": swapped,
-        "attention_dropout": "through SDPA (dropout_p=self.dropout.p), not swapped",
+        "attention_dropout": (
+            "fast_dropout: inside SDPA (dropout_p=self.dropout.p); "
+            "fast_dropout_attention: dropkit kernel (attention=True)"
+        ),
     }
     for name, ts in times.items():
         out[f"{name}_steps_per_s"] = 1.0 / statistics.median(ts)
     out["speedup"] = out["fast_dropout_steps_per_s"] / out["stock_steps_per_s"]
+    out["speedup_attention"] = out["fast_dropout_attention_steps_per_s"] / out["stock_steps_per_s"]
     return out
 
 
@@ -224,7 +233,9 @@ def _table(rows: list[dict[str, Any]], model: dict[str, Any] | None) -> str:
             f"MiniLM-L6 training (batch {model['batch']} x {model['length']} tokens, "
             f"{model['swapped']} nn.Dropout swapped): stock "
             f"{model['stock_steps_per_s']:.3f} steps/s, fast_dropout "
-            f"{model['fast_dropout_steps_per_s']:.3f} steps/s ({model['speedup']:.2f}x)"
+            f"{model['fast_dropout_steps_per_s']:.3f} steps/s ({model['speedup']:.2f}x), "
+            f"fast_dropout(attention=True) {model['fast_dropout_attention_steps_per_s']:.3f} "
+            f"steps/s ({model['speedup_attention']:.2f}x)"
         )
     return "\n".join(lines)
 
