@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import resource
 import sys
 
@@ -12,7 +13,17 @@ from dropkit.kernels import _memory
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="madvise populate is Linux-only")
 
-BIG = 1 << 24  # float32 elements: 64 MiB, always a fresh mmap from the allocator
+BIG = 1 << 24  # float32 elements: 64 MiB
+
+
+def _fresh() -> torch.Tensor:
+    """A tensor on never-touched pages (its own private anonymous mapping).
+
+    Not torch.empty: whether the allocator hands back fresh pages depends on
+    what ran before in the process.
+    """
+    region = mmap.mmap(-1, BIG * 4, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return torch.frombuffer(region, dtype=torch.float32)
 
 
 def _write_faults(t: torch.Tensor) -> int:
@@ -22,7 +33,7 @@ def _write_faults(t: torch.Tensor) -> int:
 
 
 def _supported() -> None:
-    probe = torch.empty(BIG // 4)
+    probe = _fresh()
     _memory.populate(probe.data_ptr(), probe.numel() * 4)
     if not _memory._enabled:
         pytest.skip("this kernel refuses MADV_POPULATE_WRITE (needs Linux 5.14+)")
@@ -30,10 +41,9 @@ def _supported() -> None:
 
 def test_populated_output_takes_no_page_faults_when_written() -> None:
     _supported()
-    fresh = torch.empty(BIG)
     pages = BIG * 4 // _memory.PAGE
-    assert _write_faults(fresh) > pages // 2  # the control: first touch faults per page
-    out = torch.empty(BIG)
+    assert _write_faults(_fresh()) > pages // 2  # the control: first touch faults per page
+    out = _fresh()
     _memory.populate(out.data_ptr(), BIG * 4)
     assert _write_faults(out) < pages // 100
 
@@ -47,7 +57,7 @@ def test_populate_keeps_contents() -> None:
 
 
 def test_small_ranges_and_switch_off_are_no_ops(monkeypatch: pytest.MonkeyPatch) -> None:
-    out = torch.empty(BIG)
+    out = _fresh()
     monkeypatch.setattr(_memory, "_enabled", False)
     _memory.populate(out.data_ptr(), BIG * 4)
     assert _write_faults(out) > BIG * 4 // _memory.PAGE // 2
