@@ -45,7 +45,7 @@ _ROUTABLE = ("sdpa", NAME)
 _registered = False
 
 
-def _interfaces(where: str) -> tuple[Any, Any, Any]:
+def _interfaces(where: str) -> tuple[Any, Any, ModuleType, Any]:
     """Return the attention and mask registries of transformers and its sdpa module."""
     require("transformers", "hf", where)
     try:
@@ -60,20 +60,20 @@ def _interfaces(where: str) -> tuple[Any, Any, Any]:
             f"(4.53 or newer), but got transformers {transformers.__version__}. "
             "Upgrade with: pip install -U 'transformers>=4.53'"
         ) from exc
-    return AttentionInterface, AttentionMaskInterface, (sdpa_attention, sdpa_mask)
+    return AttentionInterface, AttentionMaskInterface, sdpa_attention, sdpa_mask
 
 
 @functools.lru_cache(maxsize=1)
 def _sdpa() -> ModuleType:
     """Return the sdpa attention module of transformers (resolved once: it runs per call)."""
-    return _interfaces("dropkit_sdpa_attention")[2][0]  # type: ignore[no-any-return]
+    return _interfaces("dropkit_sdpa_attention")[2]
 
 
 def _register(where: str) -> None:
     global _registered
     if _registered:
         return
-    attention, masks, (_, sdpa_mask) = _interfaces(where)
+    attention, masks, _, sdpa_mask = _interfaces(where)
     attention.register(NAME, dropkit_sdpa_attention)
     masks.register(NAME, sdpa_mask)
     _registered = True
@@ -198,7 +198,7 @@ def explicit_attention(
 
 
 def sdpa_roots(model: nn.Module, where: str) -> list[nn.Module]:
-    """The outermost HF models inside ``model`` that use ``sdpa`` attention.
+    """The outermost HF models inside ``model`` that use (switchable) ``sdpa`` attention.
 
     Raises:
         ValueError: If there is none (naming what was found instead).
@@ -210,7 +210,13 @@ def sdpa_roots(model: nn.Module, where: str) -> list[nn.Module]:
     impls = {
         path or "<model>": getattr(m.config, "_attn_implementation", None) for path, m in roots
     }
-    picked = [m for _, m in roots if getattr(m.config, "_attn_implementation", None) in _ROUTABLE]
+    picked = [
+        m
+        for _, m in roots
+        if getattr(m.config, "_attn_implementation", None) in _ROUTABLE
+        # models whose attention ignores AttentionInterface only warn when switched
+        and getattr(m, "_can_set_attn_implementation", lambda: True)()
+    ]
     if not picked:
         got = (
             f"a {type(model).__name__} whose Hugging Face models use {impls}"

@@ -208,7 +208,11 @@ def _drop(
     generator: torch.Generator | None,
     precise: bool,
 ) -> torch.Tensor:
-    """:func:`bernoulli_dropout`, or its 32-bit structured-mask form when ``precise``."""
+    """:func:`bernoulli_dropout`, or its 32-bit structured-mask form when ``precise``.
+
+    ``precise`` is only used by :func:`draw_mask`, on a fresh tensor of ones
+    that needs no autograd and is overwritten in place.
+    """
     if p == 0.0:
         return x
     if p == 1.0:
@@ -224,10 +228,7 @@ def _drop(
         return x.mul_(mask) if inplace else x * mask
     if not precise:
         return seeded_dropout(x, p, draw_seed(generator), inplace=inplace)
-    # structured masks are drawn on fresh tensors that need no autograd
     seed = draw_seed(generator)
-    if not inplace:
-        x = x.clone()
     if compiling:
         seeded_dropout_inplace_op(x, seed, p, True)
         return x

@@ -60,7 +60,7 @@ def _mix(lo, k0, kb):  # type: ignore[no-untyped-def]
 
 @njit(inline="always", cache=True)
 def _word(j, k0, k1):  # type: ignore[no-untyped-def]
-    """The hash word of pair index ``j`` (any 64-bit value)."""
+    """The hash word of counter ``j`` (a pair index; an element index when precise)."""
     kb = _U32(k1 ^ _U32(_U32(j >> _S32) * _GOLDEN))
     return _mix(_U32(j & _M32), k0, kb)
 
