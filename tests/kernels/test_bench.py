@@ -33,6 +33,7 @@ def test_quick_bench_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
         big["F.dropout"]["fwd_bwd_ms"] / fallback["fwd_bwd_ms"]
     )
     assert "dropkit (no numba) vs F.dropout" in printed
+    assert big["dropkit (no populate)"]["saved_bytes"] == 0  # same kernel, population off
     model = data["model"]
     assert model["swapped"] == 20  # MiniLM-L6 classifier: 1 + 3 per layer + classifier
     assert model["stock_steps_per_s"] > 0 and model["fast_dropout_steps_per_s"] > 0

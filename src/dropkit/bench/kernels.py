@@ -3,7 +3,9 @@
 ``dropkit bench kernels`` times, side by side in one run and interleaved
 call by call (so load from other processes hits every method alike), the
 median of ``F.dropout``, :func:`dropkit.kernels.bernoulli_dropout`, the same
-kernel without numba (the pure-torch fallback; CPU only) and ``x.clone()``
+kernel without numba (the pure-torch fallback; CPU only), the kernel without
+bulk page population of its output (CPU only; see
+:mod:`dropkit.kernels._memory`) and ``x.clone()``
 (the memory-bandwidth reference), forward and forward+backward, at several
 sizes with ``p = 0.1``. Bytes kept for backward are measured with
 ``torch.autograd.graph.saved_tensors_hooks``. A model-level measure trains a
@@ -31,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dropkit.kernels import _ops, bernoulli_dropout
+from dropkit.kernels import _memory, _ops, bernoulli_dropout
 
 P = 0.1
 FULL_SIZES = ((100,), (10_000,), (1_000, 1_000), (32, 512, 768))
@@ -53,6 +55,17 @@ def _fallback(x: torch.Tensor) -> torch.Tensor:
         _ops._backends["numba"] = saved
 
 
+def _unpopulated(x: torch.Tensor) -> torch.Tensor:
+    """Run the kernel with bulk page population switched off for this call."""
+    _memory._load()  # resolve first, so the real value can be restored
+    saved = _memory._enabled
+    _memory._enabled = False
+    try:
+        return bernoulli_dropout(x, P)
+    finally:
+        _memory._enabled = saved
+
+
 def _methods(device: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
         "F.dropout": lambda x: F.dropout(x, P, True),
@@ -60,6 +73,7 @@ def _methods(device: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     }
     if device == "cpu":
         methods["dropkit (no numba)"] = _fallback
+        methods["dropkit (no populate)"] = _unpopulated
     methods["clone"] = lambda x: x.clone()
     return methods
 
@@ -208,13 +222,13 @@ def _time_model(quick: bool, repeats: int) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]], model: dict[str, Any] | None) -> str:
     names = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-    head = f"{'numel':>10} {'method':<19} {'fwd ms':>9} {'fwd+bwd ms':>11} {'saved bytes':>12}"
+    head = f"{'numel':>10} {'method':<21} {'fwd ms':>9} {'fwd+bwd ms':>11} {'saved bytes':>12}"
     lines = [head, "-" * len(head)]
     for row in rows:
         for name in names:
             r = row[name]
             lines.append(
-                f"{row['numel']:>10} {name:<19} {r['fwd_ms']:>9.3f} {r['fwd_bwd_ms']:>11.3f}"
+                f"{row['numel']:>10} {name:<21} {r['fwd_ms']:>9.3f} {r['fwd_bwd_ms']:>11.3f}"
                 f" {r['saved_bytes']:>12}"
             )
         lines.append(

@@ -231,13 +231,8 @@ def sdpa_roots(model: nn.Module, where: str) -> list[nn.Module]:
     return picked
 
 
-def route_attention(roots: list[nn.Module]) -> int:
-    """Switch each model in ``roots`` (from :func:`sdpa_roots`) to ``dropkit_sdpa``.
-
-    Returns:
-        How many models were switched (already switched ones count too).
-    """
+def route_attention(roots: list[nn.Module]) -> None:
+    """Switch each model in ``roots`` (from :func:`sdpa_roots`) to ``dropkit_sdpa``."""
     _register("fast_dropout")
     for root in roots:
         root.set_attn_implementation(NAME)  # type: ignore[operator]
-    return len(roots)
