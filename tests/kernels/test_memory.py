@@ -64,3 +64,32 @@ def test_small_ranges_and_switch_off_are_no_ops(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(_memory, "_enabled", None)
     monkeypatch.setenv("DROPKIT_POPULATE", "0")
     assert _memory._load() is False
+
+
+def test_kernel_output_is_the_same_with_and_without_population(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("numba", reason="the numba kernel is in the 'fast' extra")
+    from dropkit.kernels import seeded_dropout
+
+    _supported()
+    x = torch.randn(_memory.MIN_BYTES // 4 + 12_345, generator=torch.Generator().manual_seed(0))
+    calls: list[int] = []
+    real = _memory.populate
+
+    def spy(addr: int, nbytes: int) -> None:
+        calls.append(nbytes)
+        real(addr, nbytes)
+
+    monkeypatch.setattr(_memory, "populate", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        populated = seeded_dropout(x, 0.3, 77)
+        assert len(calls) == 2  # each worker mapped its share
+        assert sum(calls) == x.numel() * 4
+        monkeypatch.setattr(_memory, "_enabled", False)
+        plain = seeded_dropout(x, 0.3, 77)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(populated, plain)

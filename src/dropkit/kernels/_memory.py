@@ -29,9 +29,12 @@ from collections.abc import Callable
 
 MADV_POPULATE_WRITE = 23
 PAGE = 4096
-#: Outputs smaller than this are not worth a system call (they are usually
-#: recycled heap memory that is mapped already).
-MIN_BYTES = 1 << 20
+#: Outputs smaller than this are not populated. glibc serves allocations from
+#: 32 MiB up with a fresh mapping every time, smaller ones mostly from
+#: recycled, already-mapped heap memory, where populating only costs: on a
+#: 2-core VM, dropout of 16 MiB took 1.30 ms with it and 1.16 ms without,
+#: of 32 MiB 7.1 ms against 9.5 ms (``dropkit bench kernels`` times both).
+MIN_BYTES = 32 << 20
 
 _madvise: Callable[[int, int, int], int] | None = None
 _enabled: bool | None = None
@@ -56,6 +59,11 @@ def _load() -> bool:
     return True
 
 
+def worth(nbytes: int) -> bool:
+    """Whether an output of ``nbytes`` should be populated before writing."""
+    return nbytes >= MIN_BYTES and _load()
+
+
 def populate(addr: int, nbytes: int) -> None:
     """Map the whole pages inside ``[addr, addr + nbytes)`` for writing.
 
@@ -65,7 +73,7 @@ def populate(addr: int, nbytes: int) -> None:
     the rest of the process.
     """
     global _enabled
-    if nbytes < MIN_BYTES or not _load():
+    if not _load():
         return
     lo = (addr + PAGE - 1) // PAGE * PAGE
     hi = (addr + nbytes) // PAGE * PAGE

@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from numba import njit
 
-from dropkit.kernels import _hash
-from dropkit.kernels._memory import populate
+from dropkit.kernels import _hash, _memory
 from dropkit.kernels._pool import run_split
 
 CHUNK = 1 << 16  # elements per parallel task (even: chunks start on pairs)
@@ -130,7 +129,9 @@ def _dropout_chunks_inplace(x, c0, c1, base, k0, k1, t, scale, precise):  # type
 def _work(x: np.ndarray, out: np.ndarray, c0: int, c1: int, *args: object) -> None:
     """One worker's share: map its part of a fresh output, then fill it."""
     stop = min(c1 * CHUNK, out.size)
-    populate(out.ctypes.data + c0 * CHUNK * out.itemsize, (stop - c0 * CHUNK) * out.itemsize)
+    _memory.populate(
+        out.ctypes.data + c0 * CHUNK * out.itemsize, (stop - c0 * CHUNK) * out.itemsize
+    )
     _dropout_chunks(x, out, c0, c1, *args)
 
 
@@ -157,7 +158,7 @@ def dropout_(
     Work is split into contiguous runs of chunks over ``torch.get_num_threads()``
     Python threads (see :mod:`dropkit.kernels._pool`); the mask depends only on
     the index, so the split never changes the result. Out of place, each worker
-    first maps its share of ``out`` in bulk (:mod:`dropkit.kernels._memory`).
+    first maps its share of a large ``out`` in bulk (:mod:`dropkit.kernels._memory`).
     In place (``out`` is ``x``) a separate compiled loop runs: with two array
     arguments that may overlap, LLVM's runtime overlap check sends aliased
     calls to the scalar loop (2.5x slower).
@@ -183,4 +184,5 @@ def dropout_(
             [(xs, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges],
         )
     else:
-        run_split(_work, [(xs, os_, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges])
+        fill = _work if _memory.worth(os_.nbytes) else _dropout_chunks
+        run_split(fill, [(xs, os_, lo, hi, base, k0, k1, t, scale, precise) for lo, hi in ranges])
