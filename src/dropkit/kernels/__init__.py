@@ -42,9 +42,9 @@ Design:
       than ``F.dropout`` forward from 10**6 elements on an idle 2-core CPU;
       see ``dropkit bench kernels``).
     - **Memory.** Out of place, the first touch of the freshly allocated
-      output (one page fault per 4 KiB page) costs about twice the
-      arithmetic. On Linux each CPU worker maps its share of the output with
-      one ``madvise(MADV_POPULATE_WRITE)`` call before writing it (see
+      output (one page fault per 4 KiB page) costs more than the arithmetic.
+      On Linux, for outputs of 32 MiB and more, each CPU worker maps its
+      share with one ``madvise(MADV_POPULATE_WRITE)`` call first (see
       :mod:`dropkit.kernels._memory`; ``DROPKIT_POPULATE=0`` turns it off).
     - **Operators.** ``dropkit::seeded_dropout`` and its in-place twin are
       ``torch.library`` custom ops with a registered autograd formula and fake

@@ -2,13 +2,12 @@
 
 A new large CPU tensor is mapped to pages that do not exist yet: the first
 write to each 4 KiB page traps into the kernel, which zeroes it. For a fused
-dropout kernel that trap-per-page is most of the time of an out-of-place call
-(measured on a 2-core VM at 1.26e7 float32 elements: 20 ms with first-touch
-faults against 6 ms into already-mapped memory). Linux 5.14+ can map a whole
-range in one system call, ``madvise(MADV_POPULATE_WRITE)``, which skips the
-per-page trap; each kernel worker populates its own share of the output just
-before writing it (13 ms for the same call; ``dropkit bench kernels`` times
-the kernel with and without it).
+dropout kernel that trap-per-page costs more than the arithmetic. Linux 5.14+
+can map a whole range in one system call, ``madvise(MADV_POPULATE_WRITE)``,
+which skips the per-page trap; for outputs of :data:`MIN_BYTES` and more each
+kernel worker populates its own share just before writing it. ``dropkit bench
+kernels`` times the kernel with and without it (2-core VM, 1.26e7 float32
+elements: 13.5 ms against 17.3 ms forward).
 
 Populating never changes the contents of memory: pages already mapped are left
 as they are. Where the call is unavailable (other systems, older kernels,
