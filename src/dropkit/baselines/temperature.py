@@ -44,7 +44,7 @@ class TemperatureScaling:
         >>> import torch
         >>> z = torch.tensor([[4.0, 0.0], [0.0, 4.0], [4.0, 0.0], [4.0, 0.0]])
         >>> ts = TemperatureScaling().fit(z, torch.tensor([0, 1, 1, 0]))
-        >>> round(ts.temperature, 4)  # 3 of 4 right: sigmoid(4 / T) = 0.75
+        >>> round(ts.temperature, 3)  # 3 of 4 right: sigmoid(4 / T) = 0.75
         3.641
 
     References:

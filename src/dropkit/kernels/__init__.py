@@ -143,8 +143,11 @@ def seeded_dropout(
 
     Example:
         >>> x = torch.ones(1000)
-        >>> bool((seeded_dropout(x, 0.3, 7) == seeded_dropout(x.double(), 0.3, 7)).all())
+        >>> y32, y64 = seeded_dropout(x, 0.3, 7), seeded_dropout(x.double(), 0.3, 7)
+        >>> bool(((y32 == 0) == (y64 == 0)).all())  # the same mask in both dtypes
         True
+        >>> round(y32.max().item(), 4)  # kept elements are scaled by 1 / (1 - p)
+        1.4286
     """
     if torch.compiler.is_compiling():
         if not isinstance(seed, torch.Tensor):
