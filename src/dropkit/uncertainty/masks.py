@@ -6,7 +6,9 @@ temporary ``forward`` that splits its input into the ``K`` sample blocks of the
 current call (samples are stacked on dim 0, sample-major) and draws block ``j``'s
 mask from the generator of sample ``s_j``. A sample therefore sees the same masks
 whether it runs alone (loop), inside a batch of replicated inputs, or after a
-cached deterministic prefix, which is what makes those strategies exactly equal.
+cached deterministic prefix, which is what makes those strategies agree: the
+same masks, and outputs equal up to floating-point rounding (matrix products of
+another shape may round differently in the last bit on some CPUs).
 
 With ``consistent=True`` each generator is re-seeded from ``(seed, s)`` at every
 call and a mask of shape ``(1, ...)`` is broadcast over the rows of the block, so

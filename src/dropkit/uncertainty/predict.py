@@ -182,7 +182,8 @@ def mc_predict(
     under ``memory_mb``); ``"auto"`` times both on the first batch and batches
     only when clearly faster (recorded in ``extras``). Sample ``s`` draws its
     masks from a generator seeded by ``(seed, s)``, so all strategies and prefix
-    reuse give the same result.
+    reuse apply the same masks and agree up to floating-point rounding (matrix
+    products of other shapes may differ in the last bit).
 
     Args:
         model: The model; called as ``model(x)`` or ``model(**mapping)``.
