@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dropkit.baselines.compare import Comparison, MethodReport, compare_uncertainty
 from dropkit.baselines.ensemble import DeepEnsemble
+from dropkit.baselines.hmc import HMC
 from dropkit.baselines.laplace import LastLayerLaplace
 from dropkit.baselines.softmax import softmax_predict
 from dropkit.baselines.temperature import TemperatureScaling
@@ -17,6 +18,7 @@ from dropkit.baselines.temperature import TemperatureScaling
 __all__ = [
     "Comparison",
     "DeepEnsemble",
+    "HMC",
     "LastLayerLaplace",
     "MethodReport",
     "TemperatureScaling",

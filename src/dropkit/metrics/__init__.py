@@ -11,6 +11,12 @@ silent NaN. Exact definitions (binning, ties) are in each module's docstring.
 from __future__ import annotations
 
 from dropkit.metrics._checks import PROB_SUM_ATOL
+from dropkit.metrics.agreement import (
+    gaussian_w2,
+    std_correlation,
+    top1_agreement,
+    total_variation,
+)
 from dropkit.metrics.calibration import (
     ReliabilityDiagram,
     accuracy,
@@ -47,6 +53,7 @@ __all__ = [
     "ece",
     "fpr_at_tpr",
     "gaussian_nll",
+    "gaussian_w2",
     "interval_coverage",
     "mc_log_likelihood",
     "mce",
@@ -56,4 +63,7 @@ __all__ = [
     "reliability_diagram",
     "risk_coverage",
     "rmse",
+    "std_correlation",
+    "top1_agreement",
+    "total_variation",
 ]
