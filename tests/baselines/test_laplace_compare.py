@@ -8,6 +8,7 @@ from dropkit import metrics
 from dropkit.baselines import (
     DeepEnsemble,
     LastLayerLaplace,
+    TemperatureScaling,
     compare_uncertainty,
     softmax_predict,
 )
@@ -132,7 +133,16 @@ def test_compare_uncertainty_matches_direct_metrics(toy):
     flags = torch.cat([torch.zeros(90), torch.ones(40)]).bool()
     expected = metrics.auroc(torch.cat([sm.predictive_entropy, out.predictive_entropy]), flags)
     assert soft.ood["predictive_entropy"]["auroc"] == pytest.approx(expected, abs=1e-12)
-    assert soft.calibrated["nll"] <= soft.nll + 1e-9 or soft.temperature is not None
+    # temperature scaling, refitted side by side on the same validation predictive
+    xv, yv = toy["val"]
+    ts = TemperatureScaling().fit_probs(softmax_predict(model, xv), yv)
+    assert soft.temperature == pytest.approx(ts.temperature, rel=1e-9)
+    assert soft.calibrated["nll"] == pytest.approx(
+        metrics.nll(ts.transform_probs(sm), yt), abs=1e-12
+    )
+    # the fitted temperature minimises the validation NLL: no worse than T = 1
+    sv = softmax_predict(model, xv)
+    assert metrics.nll(ts.transform_probs(sv), yv) <= metrics.nll(sv, yv) + 1e-12
     assert [r.forward_passes for r in cmp.reports] == [1, 8, 2, 1]
     n_params = sum(p.numel() for p in model.parameters())
     assert [r.parameters for r in cmp.reports] == [n_params, n_params, 2 * n_params, n_params + 51]
