@@ -127,9 +127,11 @@ def test_wrong_rank_is_a_value_error_naming_layer_shape_and_fix(module, shape, w
         f"{name}: expected {what}, but got {shape}. "
         "Reshape the input or pick the variant for this rank."
     )
+    before = (module.training, module.p, repr(module), dict(vars(module)))
     with pytest.raises(ValueError, match=re.escape(message)):
         module(torch.ones(shape))
-    assert module.training and module.p == 0.5 or name == "DropBlock2d"
+    # the failed call changed nothing: mode, rate, options and attributes
+    assert (module.training, module.p, repr(module), dict(vars(module))) == before
 
 
 def test_other_rank_errors():
