@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import inspect
 import subprocess
 import sys
+import types
 
 import pytest
+import torch
 
 import dropkit
 
@@ -56,9 +61,24 @@ def test_all_snapshot() -> None:
     assert dropkit.__all__ == EXPECTED
 
 
+LAYERS = {n for n in EXPECTED if n[0].isupper()} - {"DropoutSite", "MCResult"}
+
+
 @pytest.mark.parametrize("name", EXPECTED)
-def test_every_public_name_resolves(name: str) -> None:
-    assert getattr(dropkit, name) is not None
+def test_every_public_name_is_what_it_names(name: str) -> None:
+    obj = getattr(dropkit, name)
+    if name == "__version__":
+        assert obj == importlib.metadata.version("dropkit")
+    elif isinstance(obj, types.ModuleType):
+        assert obj.__name__ == f"dropkit.{name}"  # the subpackage itself
+    else:
+        # a class or function re-exported under its own name from its home module
+        assert obj.__name__ == name and obj.__module__.startswith("dropkit.")
+        assert getattr(importlib.import_module(obj.__module__), name) is obj
+        if name in LAYERS:
+            assert issubclass(obj, torch.nn.Module) and getattr(dropkit.nn, name) is obj
+        else:
+            assert inspect.isclass(obj) or inspect.isfunction(obj)
 
 
 def test_unknown_attribute_raises() -> None:
