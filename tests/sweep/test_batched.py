@@ -60,7 +60,9 @@ def test_batched_equals_one_by_one_exactly(generator: torch.Generator, backend: 
                 (w2[i], ref.out.weight.T),
                 (b2[i, 0], ref.out.bias),
             ]:
-                # same masks and order; only summation order differs (float64 rounding)
+                # same masks and data order; the batched matmuls sum in another order
+                # than train_one's: each of the 24 SGD steps may move a weight by about
+                # K * eps (K = 16 rows), 24 * 16 * 2.2e-16 ~ 1e-13; 1e-12 leaves 10x
                 torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
     assert net.steps.tolist() == [4 * math.ceil(n / 16) for n in (70, 41, 90)]
 
@@ -82,6 +84,8 @@ def test_float32_backends_agree_with_reference(generator: torch.Generator) -> No
         )
         net.train(3)
         with torch.no_grad():
+            # float32, other summation order: 12 steps of about sqrt(16) * eps (1.2e-7)
+            # each, ~6e-6 on O(1) weights; far below what one changed mask would move
             torch.testing.assert_close(net.weights[0][0], ref.hidden.weight.T, rtol=0, atol=1e-5)
 
 

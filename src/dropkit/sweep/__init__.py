@@ -4,7 +4,8 @@
   (global, per kind, depth profile), weight decay and rate schedules, on an
   SQLite file or a shared PostgreSQL database for many workers.
 * :class:`BatchedMLP`: a whole grid of small MC-dropout regression networks
-  trained as one batched computation, matching :func:`train_one` exactly.
+  trained as one batched computation, with :func:`train_one`'s masks and data
+  order (weights equal up to floating-point rounding of the batched matmuls).
 * :func:`load_uci` / :func:`run_uci`: the UCI MC-dropout benchmark protocol
   (``dropkit bench uci``).
 
