@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from _toy_models import make_net, same_state, state
+from dropkit import Dropout, GaussianDropout
 from dropkit._validation import check_p
 from dropkit.sites import KINDS, DropoutSite, find_dropout, set_dropout
 
@@ -104,13 +105,36 @@ def test_set_dropout_no_op_returns_nothing() -> None:
     assert set_dropout(net, 0.1, kinds="element") == []
 
 
-@pytest.mark.parametrize("p", [1.0, -0.1, 1.5, float("nan")])
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
 def test_bad_p_raises_and_model_unchanged(p: float) -> None:
     net = make_net()
     before = state(net)
-    with pytest.raises(ValueError, match=r"set_dropout: expected p in \[0, 1\), but got"):
+    with pytest.raises(ValueError, match=r"set_dropout: expected p in \[0, 1\], but got"):
         set_dropout(net, p)
     assert same_state(before, state(net))
+
+
+def test_p_one_agrees_with_the_layers() -> None:
+    # torch.nn.Dropout(1.0) and dropkit.Dropout(1.0) are valid: so is set_dropout(..., 1.0)
+    # at such sites; alpha / Gaussian-kind sites refuse it by name, before any change.
+    net = make_net()
+    before = state(net)
+    with pytest.raises(
+        ValueError, match=r"set_dropout: expected p in \[0, 1\) at site '2.1' \(AlphaDropout\)"
+    ):
+        set_dropout(net, 1.0)
+    with pytest.raises(ValueError, match=r"at site '4' \(KindDropout\), but got 1.0"):
+        set_dropout(net, 1.0, kinds="gaussian")
+    assert same_state(before, state(net))
+    x = torch.randn(3, 8)
+    with pytest.raises(ValueError, match=r"\[0, 1\) at site '0' \(GaussianDropout\)"):
+        set_dropout(nn.Sequential(GaussianDropout(0.1)), 1.0)
+    plain = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.1), Dropout(0.1))
+    changes = set_dropout(plain, 1.0)
+    assert [(c.path, c.new) for c in changes] == [("1", 1.0), ("2", 1.0)]
+    plain.train()
+    assert torch.equal(plain(x), torch.zeros(3, 8))
+    assert torch.equal(nn.Dropout(1.0)(x), Dropout(1.0)(x))
 
 
 def test_bad_inputs_raise_and_model_unchanged() -> None:
@@ -123,12 +147,12 @@ def test_bad_inputs_raise_and_model_unchanged() -> None:
         set_dropout(net, 0.1, kinds="atention")
     with pytest.raises(ValueError, match="expected a site kind, but got 'bogus'"):
         set_dropout(net, {"element": 0.1, "bogus": 0.2})
-    with pytest.raises(ValueError, match=r"expected p\['attention'\] in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"expected p\['attention'\] in \[0, 1\]"):
         set_dropout(net, {"element": 0.1, "attention": 2.0})
     with pytest.raises(
         ValueError, match=r"set_dropout \(site '5.1'\): expected p\(site, depth\) in"
     ):
-        set_dropout(net, lambda s, d: 0.1 if s.path != "5.1" else 1.0)
+        set_dropout(net, lambda s, d: 0.1 if s.path != "5.1" else 1.5)
     with pytest.raises(TypeError, match="set_dropout: expected p to be a float, but got '0.1'"):
         set_dropout(net, "0.1")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="set_dropout: expected model to be a torch.nn.Module"):

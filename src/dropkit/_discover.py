@@ -55,6 +55,8 @@ _TORCH_KINDS: dict[type[nn.Module], str] = {
 _DROP_NAME = re.compile(r"drop", re.IGNORECASE)
 _CHILD_P = re.compile(r"self\.(\w+)\.p\b")
 _SELF_ATTR = re.compile(r"self\.(\w+)\b")
+# A call of a dropout functional or of attention with a dropout argument.
+_FUNCTIONAL = re.compile(r"\b(?:\w*dropout[123]?d?|scaled_dot_product_attention)\s*\(")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class ClassInfo:
     reads_training: bool
     child_p_reads: frozenset[str]
     attr_reads: frozenset[str]
+    calls_dropout: bool = False
 
 
 _INFO: dict[type, ClassInfo] = {}
@@ -97,6 +100,7 @@ def _scan(cls: type) -> ClassInfo:
         reads_training="self.training" in text,
         child_p_reads=frozenset(_CHILD_P.findall(text)),
         attr_reads=frozenset(_SELF_ATTR.findall(text)),
+        calls_dropout=_FUNCTIONAL.search(text) is not None,
     )
 
 

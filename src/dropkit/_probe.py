@@ -49,6 +49,17 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def calls_dropout_functionally(model: nn.Module) -> bool:
+    """Whether a module class of ``model`` (torch's own excluded) calls dropout by function.
+
+    Read from the classes' source, no forward: such dropout is found only by
+    ``find_dropout(model, probe_inputs=...)``.
+    """
+    from dropkit._discover import class_info
+
+    return any(class_info(type(m)).calls_dropout for m in model.modules())
+
+
 def _call(model: nn.Module, inputs: Any) -> None:
     if isinstance(inputs, Mapping):
         model(**inputs)

@@ -16,8 +16,15 @@ from typing import Any
 
 from torch import nn
 
-from dropkit._validation import check_module, check_p
-from dropkit.sites import DropoutSite, _static_sites, _with_depth, check_kinds, match_where
+from dropkit._validation import check_callable, check_module, check_p
+from dropkit.sites import (
+    DropoutSite,
+    _static_sites,
+    _with_depth,
+    check_kinds,
+    check_where,
+    match_where,
+)
 
 _TOL = 1e-9
 
@@ -50,16 +57,19 @@ def _rule(p: Any) -> Callable[[DropoutSite], float | None]:
     where = "set_dropout"
     if isinstance(p, Mapping):
         check_kinds(where, list(p))
-        rates = {k: check_p(where, v, name=f"p[{k!r}]") for k, v in p.items()}
+        rates = {k: check_p(where, v, name=f"p[{k!r}]", allow_one=True) for k, v in p.items()}
         return lambda site: rates.get(site.kind)
     if isinstance(p, numbers.Real) and not isinstance(p, bool):
-        value = check_p(where, p)
+        value = check_p(where, p, allow_one=True)
         return lambda site: value
     if callable(p):
+        check_callable(where, p, "p", 2, "p=lambda site, depth: 0.1 * depth")
 
         def call(site: DropoutSite) -> float:
             out = p(site, site.depth_fraction)
-            return check_p(f"set_dropout (site {site.name!r})", out, name="p(site, depth)")
+            return check_p(
+                f"set_dropout (site {site.name!r})", out, name="p(site, depth)", allow_one=True
+            )
 
         return call
     check_p(where, p)  # raises TypeError with the shared wording
@@ -74,6 +84,7 @@ def apply_set_dropout(
 
     check_module("set_dropout", model)
     kind_set = check_kinds("set_dropout", kinds)
+    check_where("set_dropout", where)
     rule = _rule(p)
     sites = [s for s in _static_sites(model) if s.control in ("module", "attribute")]
     chosen = [s for s in sites if _selected(s, kind_set, where)]
@@ -97,10 +108,24 @@ def apply_set_dropout(
             warnings.warn(
                 f"set_dropout: expected where={where!r} and kinds={kinds!r} to select at "
                 f"least one of the model's {len(sites)} dropout sites, but they select none. "
-                "Nothing was changed; list the sites with dropkit.find_dropout(model).",
+                "Nothing was changed; list the sites with dropkit.find_dropout(model)."
+                + _missing_fix(kind_set or frozenset()),
                 stacklevel=3,
             )
         return []
+    if isinstance(p, Mapping):
+        # Like kinds=: warn when the mapping applies nowhere (a mapping shared by several
+        # models, {"element": ..., "path": ...}, may name kinds that one model lacks).
+        have = {s.kind for s in chosen} | {s.kind for s in latent}
+        missing = [k for k in p if float(p[k]) > 0]
+        if missing and not have & set(p):
+            warnings.warn(
+                f"set_dropout: expected the kinds of p to select at least one of the "
+                f"model's {len(sites)} dropout sites, but {sorted(p)} select none. Nothing "
+                "was changed; list the sites with dropkit.find_dropout(model)."
+                + _missing_fix(frozenset(missing)),
+                stacklevel=3,
+            )
     owner = {s.name: plan for plan in plans for s in sites if plan.owns(s)}
     targets: dict[str, float] = {}
     for site in chosen:
@@ -127,6 +152,14 @@ def apply_set_dropout(
             "They change live, but save_pretrained/from_pretrained will not keep their rates.",
             stacklevel=3,
         )
+    for site in chosen:
+        if targets.get(site.name) == 1.0 and not _allows_one(site):
+            raise ValueError(
+                f"set_dropout: expected p in [0, 1) at site {site.name!r} "
+                f"({type(site.module).__name__}), but got 1.0. This variant cannot drop "
+                "everything (its scaling divides by 1 - p); use a rate below 1 there, e.g. "
+                "pass a mapping or where= that leaves it out."
+            )
     ops: list[tuple[Any, str, Any, Any]] = []
     changes: list[DropoutChange] = []
     for site in chosen:
@@ -143,6 +176,26 @@ def apply_set_dropout(
             changes.append(DropoutChange(plan.prefix, field, kind, "config", old, new))
     _apply(ops)
     return changes
+
+
+def _allows_one(site: DropoutSite) -> bool:
+    # dropkit variants say so; other modules of a kind that scales by 1 / (1 - p) or
+    # needs it for its moments (alpha, Gaussian, concrete) refuse it; torch's dropout,
+    # timm's DropPath and float rate attributes accept p = 1 (all dropped).
+    declared = getattr(type(site.module), "allow_one", None)
+    if isinstance(declared, bool):
+        return declared
+    return site.kind not in ("alpha", "gaussian", "concrete")
+
+
+def _missing_fix(kinds: frozenset[str]) -> str:
+    if "path" in kinds:
+        return (
+            " Stochastic depth needs DropPath modules that a model built with rate 0 "
+            "does not have: rebuild it with the rate, e.g. timm.create_model(name, "
+            "drop_path_rate=0.1), or from_pretrained(path, drop_path_rate=0.1)."
+        )
+    return ""
 
 
 def _selected(site: DropoutSite, kinds: frozenset[str] | None, where: Any) -> bool:

@@ -118,3 +118,79 @@ def check_generator(where: str, generator: Any) -> torch.Generator | None:
             "Create one with torch.Generator().manual_seed(0).",
         )
     return generator
+
+
+def check_bool(where: str, value: Any, name: str, *, optional: bool = False) -> bool:
+    """Validate a boolean option: only ``True`` / ``False`` (and numpy bools).
+
+    Truthy stand-ins are refused, since ``inplace="no"`` would otherwise mean on.
+
+    Args:
+        where: Name of the layer or function, used in the message.
+        value: The candidate.
+        name: Argument name used in the message.
+        optional: Whether ``None`` is allowed (returned as ``False``; callers that
+            give ``None`` a meaning test for it first).
+
+    Returns:
+        ``value`` as a Python bool.
+
+    Raises:
+        TypeError: If ``value`` is not a bool.
+    """
+    if isinstance(value, bool):
+        return value
+    if type(value).__module__ == "numpy" and type(value).__name__ == "bool":
+        return bool(value)
+    if optional and value is None:
+        return False
+    what = "None, True or False" if optional else "True or False"
+    raise _fail(
+        TypeError, where, f"{name} to be {what}", value, f"Pass {name}=True or {name}=False."
+    )
+
+
+def check_names(where: str, value: Any, name: str) -> list[str]:
+    """Validate one name or a list of names; a single string is one name, not its characters.
+
+    Raises:
+        TypeError: If ``value`` is neither a string nor an iterable of strings.
+    """
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Iterable) and not isinstance(value, (bytes, torch.Tensor)):
+        items = list(value)
+        bad = [v for v in items if not isinstance(v, str)]
+        if not bad:
+            return items
+        value = bad[0]
+    raise _fail(
+        TypeError,
+        where,
+        f"{name} to be a name or a list of names",
+        value,
+        f"Pass {name}=['name', ...] (a single string is one name).",
+    )
+
+
+def check_callable(where: str, fn: Any, name: str, nargs: int, example: str) -> None:
+    """Raise TypeError unless ``fn`` can be called with ``nargs`` positional arguments.
+
+    Callables whose signature cannot be read (some builtins) pass unchecked.
+    """
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*range(nargs))
+    except TypeError:
+        raise _fail(
+            TypeError,
+            where,
+            f"{name} to take {nargs} positional argument{'s' if nargs != 1 else ''}",
+            f"{getattr(fn, '__name__', type(fn).__name__)}{sig}",
+            f"Pass e.g. {example}.",
+        ) from None

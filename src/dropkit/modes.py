@@ -17,24 +17,22 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import warnings
-from collections import Counter
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from dropkit._validation import check_module
-from dropkit.sites import KINDS, DropoutSite, _static_sites, match_where
+from dropkit._validation import check_bool, check_module
+from dropkit.sites import KINDS, DropoutSite, _static_sites, check_where, match_where
 
 __all__ = ["mc_mode", "MCMode", "guard", "GuardHandle", "DropoutActiveWarning"]
 
-# id(module) -> number of open mc_mode blocks that switched its flag on.
-_MC_FLIPPED: Counter[int] = Counter()
-_LOCK = threading.Lock()
 _ADD_DROPOUT = "Add dropout with dropkit.set_dropout(model, 0.1)."
 
 SiteSpec = str | re.Pattern[str] | DropoutSite | Callable[[DropoutSite], bool]
@@ -45,9 +43,15 @@ def select_sites(model: nn.Module, sites: Any, where: str = "mc_mode") -> list[D
     found = _static_sites(model)
     if sites is None:
         return found
-    specs: Iterable[Any] = (
-        [sites] if isinstance(sites, (str, re.Pattern, DropoutSite)) or callable(sites) else sites
-    )
+    single = isinstance(sites, (str, re.Pattern, DropoutSite)) or callable(sites)
+    if not single and (not isinstance(sites, Iterable) or isinstance(sites, (bytes, Mapping))):
+        raise TypeError(
+            f"{where}: expected sites to be None, 'head', a kind, a path pattern, a "
+            f"predicate, DropoutSite objects or a list of those, but got {sites!r}. "
+            f"Pass e.g. sites='head' or sites=['attention', 'classifier.*']; known kinds: "
+            f"{', '.join(KINDS)}."
+        )
+    specs: Iterable[Any] = [sites] if single else list(sites)
     chosen: dict[str, DropoutSite] = {}
     for spec in specs:
         if isinstance(spec, DropoutSite):
@@ -57,6 +61,7 @@ def select_sites(model: nn.Module, sites: Any, where: str = "mc_mode") -> list[D
         elif isinstance(spec, str) and spec in KINDS:
             picked = [s for s in found if s.kind == spec]
         elif isinstance(spec, (str, re.Pattern)) or callable(spec):
+            check_where(where, spec, "sites")
             picked = [s for s in found if match_where(spec, s)]
         else:
             raise TypeError(
@@ -85,74 +90,169 @@ def _is_head(model: nn.Module, site: DropoutSite) -> bool:
     return any(site.path == h or site.path.startswith(h + ".") for h in heads)
 
 
+class _Claim:
+    """The holders of one ``(object, attribute)`` and its value before the first one."""
+
+    __slots__ = ("ref", "attr", "original", "holders")
+
+    def __init__(self, ref: weakref.ref[Any], attr: str, original: Any) -> None:
+        self.ref = ref
+        self.attr = attr
+        self.original = original
+        # holder token -> the value it asked for, in opening order
+        self.holders: dict[int, Any] = {}
+
+
+# (id(object), attribute) -> its claim, while at least one open block holds it. An entry
+# keeps only a weak reference: a model dropped with a block left open does not leak.
+_CLAIMS: dict[tuple[int, str], _Claim] = {}
+# Re-entrant: a weakref callback may run (garbage collection) while the lock is held.
+_LOCK = threading.RLock()
+
+
+def _forget(key: tuple[int, str], claim: _Claim) -> Callable[[Any], None]:
+    def callback(_ref: Any) -> None:
+        with _LOCK:
+            if _CLAIMS.get(key) is claim:
+                del _CLAIMS[key]
+
+    return callback
+
+
+def _claim(token: int, obj: Any, attr: str, value: Any) -> tuple[int, str]:
+    """Set ``obj.attr = value`` on behalf of ``token``; the caller holds ``_LOCK``."""
+    key = (id(obj), attr)
+    claim = _CLAIMS.get(key)
+    fresh = claim is None or claim.ref() is not obj
+    original = getattr(obj, attr) if fresh else claim.original  # type: ignore[union-attr]
+    setattr(obj, attr, value)  # may raise: nothing is registered yet
+    if fresh:
+        claim = _Claim(None, attr, original)  # type: ignore[arg-type]
+        claim.ref = weakref.ref(obj, _forget(key, claim))
+        _CLAIMS[key] = claim
+    claim.holders[token] = value  # type: ignore[union-attr]
+    return key
+
+
+def _release(token: int, keys: list[tuple[int, str]]) -> None:
+    """Drop ``token``'s claims: each value returns to the latest open holder's, or the original."""
+    with _LOCK:
+        for key in reversed(keys):
+            claim = _CLAIMS.get(key)
+            if claim is None or claim.holders.pop(token, _MISSING) is _MISSING:
+                continue
+            obj = claim.ref()
+            if obj is None:
+                del _CLAIMS[key]
+                continue
+            if claim.holders:
+                setattr(obj, claim.attr, next(reversed(claim.holders.values())))
+            else:
+                del _CLAIMS[key]
+                setattr(obj, claim.attr, claim.original)
+
+
+def _original(obj: Any, attr: str) -> Any:
+    """``obj.attr`` as it was before any open block changed it (None if absent)."""
+    claim = _CLAIMS.get((id(obj), attr))
+    if claim is not None and claim.ref() is obj:
+        return claim.original
+    return getattr(obj, attr, None)
+
+
+def _switched_on(module: nn.Module) -> bool:
+    """Whether an open :func:`mc_mode` block holds ``module``'s flag on."""
+    claim = _CLAIMS.get((id(module), "training"))
+    return bool(claim is not None and claim.ref() is module and claim.holders and module.training)
+
+
+_MISSING = object()
+_TOKENS = itertools.count()
+
+
 class MCMode:
     """Handle returned by :func:`mc_mode`: a context manager with ``restore()``.
+
+    Every value the block changes (a ``training`` flag, a zeroed rate,
+    ``gradient_checkpointing``) is a claim on ``(object, attribute)`` shared
+    by all open blocks: the value is that of the most recently opened block
+    still open, and the original comes back when the last holder restores, in
+    any order and from any thread.
+
+    Args:
+        model: Any module.
+        sites: See :func:`mc_mode`.
+        eval_others: Also hold every other module's flag at ``False`` (eval
+            mode) while open, as :func:`~dropkit.mc_predict` does, without
+            calling the model's ``eval()`` / ``train()``.
 
     Attributes:
         enabled: The stochastic sites switched on (``p > 0``).
     """
 
-    def __init__(self, model: nn.Module, sites: Any = None) -> None:
+    def __init__(self, model: nn.Module, sites: Any = None, *, eval_others: bool = False) -> None:
         check_module("mc_mode", model)
-        selected = select_sites(model, sites)
-        self.enabled: list[DropoutSite] = [s for s in selected if s.p > 0 and s.gates]
-        if not self.enabled:
-            raise RuntimeError(
-                f"mc_mode: expected at least one dropout site with p > 0, but got "
-                f"{len(selected)} selected sites, none stochastic. {_ADD_DROPOUT}"
-            )
-        self._flags = [(m, m.training) for m in model.modules()]
-        self._saved: list[tuple[Any, str, Any]] = []
-        self._flipped: list[int] = []
+        check_bool("mc_mode", eval_others, "eval_others")
+        self._keys: list[tuple[int, str]] = []
+        self._token = next(_TOKENS)
         self._open = True
-        try:
-            self._switch_on(model)
-        except BaseException:
-            self._undo()
-            raise
+        with _LOCK:
+            # Under the lock: another thread's block may be half switched otherwise.
+            selected = select_sites(model, sites)
+            self.enabled: list[DropoutSite] = [s for s in selected if _site_p(s) > 0 and s.gates]
+            if not self.enabled:
+                raise RuntimeError(
+                    f"mc_mode: expected at least one dropout site with p > 0, but got "
+                    f"{len(selected)} selected sites, none stochastic. {_fix_for(model)}"
+                )
+            try:
+                self._switch_on(model, eval_others)
+            except BaseException:
+                self.restore()
+                raise
 
-    def _switch_on(self, model: nn.Module) -> None:
+    def _switch_on(self, model: nn.Module, eval_others: bool) -> None:
+        token = self._token
         chosen = {s.name for s in self.enabled}
         gates: dict[int, nn.Module] = {}
         for site in self.enabled:
             for gate in site.gates:
                 gates[id(gate)] = gate
+            if site.module is not None and site.control != "functional":
+                # another open block may have zeroed this rate as collateral: claim it back
+                attr = str(site.attr)
+                if (id(site.module), attr) in _CLAIMS:
+                    self._keys.append(
+                        _claim(token, site.module, attr, _original(site.module, attr))
+                    )
         # Other rates that a flipped gate reads would start dropping too: zero them.
         for site in _static_sites(model):
             if site.name in chosen or site.control == "functional" or not site.gates:
                 continue
-            if id(site.gates[0]) in gates and site.p > 0 and site.module is not None:
-                self._set(site.module, str(site.attr), 0.0)
+            if id(site.gates[0]) in gates and _site_p(site) > 0 and site.module is not None:
+                self._keys.append(_claim(token, site.module, str(site.attr), 0.0))
         for gate in gates.values():
-            if getattr(gate, "gradient_checkpointing", False) is True:
-                self._set(gate, "gradient_checkpointing", False)
-            gate.training = True
-        with _LOCK:
-            for key in gates:
-                _MC_FLIPPED[key] += 1
-                self._flipped.append(key)
-
-    def _set(self, obj: Any, attr: str, value: Any) -> None:
-        self._saved.append((obj, attr, getattr(obj, attr)))
-        setattr(obj, attr, value)
-
-    def _undo(self) -> None:
-        for obj, attr, old in reversed(self._saved):
-            setattr(obj, attr, old)
-        for module, flag in self._flags:
-            module.training = flag
-        with _LOCK:
-            for key in self._flipped:
-                _MC_FLIPPED[key] -= 1
-                if _MC_FLIPPED[key] <= 0:
-                    del _MC_FLIPPED[key]
-        self._saved, self._flipped = [], []
+            if _original(gate, "gradient_checkpointing") is True:
+                self._keys.append(_claim(token, gate, "gradient_checkpointing", False))
+            self._keys.append(_claim(token, gate, "training", True))
+        if eval_others:
+            for module in model.modules():
+                if id(module) not in gates:
+                    self._keys.append(_claim(token, module, "training", False))
 
     def restore(self) -> None:
-        """Restore every training flag and temporarily zeroed rate (idempotent)."""
-        if self._open:
+        """Give back every flag and rate this block holds (idempotent, any order, any thread).
+
+        A value returns to the one asked for by the most recently opened block
+        still open, or to its value before the first block when this was the
+        last holder.
+        """
+        with _LOCK:
+            if not self._open:
+                return
             self._open = False
-            self._undo()
+            keys, self._keys = self._keys, []
+        _release(self._token, keys)
 
     def __enter__(self) -> MCMode:
         return self
@@ -165,6 +265,26 @@ class MCMode:
         return f"MCMode({len(self.enabled)} sites enabled, {state})"
 
 
+def _site_p(site: DropoutSite) -> float:
+    # The rate before any open block zeroed it (a concurrent block's collateral).
+    if site.module is None or site.control == "functional" or site.attr is None:
+        return site.p
+    return float(_original(site.module, site.attr))
+
+
+def _fix_for(model: nn.Module) -> str:
+    from dropkit._probe import calls_dropout_functionally
+
+    if calls_dropout_functionally(model):
+        return (
+            "The model calls dropout functionally (F.dropout or "
+            "scaled_dot_product_attention(dropout_p=...)), which only a probe forward "
+            "finds: pass sites=dropkit.find_dropout(model, probe_inputs=x) to switch "
+            "those calls on."
+        )
+    return _ADD_DROPOUT
+
+
 def mc_mode(model: nn.Module, *, sites: Any = None) -> MCMode:
     """Make only the selected dropout sites drop, keeping everything else in eval.
 
@@ -174,8 +294,17 @@ def mc_mode(model: nn.Module, *, sites: Any = None) -> MCMode:
     keep their mode and running statistics. A flipped gate module's other rates
     (unselected attribute sites, e.g. BART's ``layerdrop``) are set to 0 and its
     ``gradient_checkpointing`` switched off until restore. On exit (also after an
-    exception) every module's previous flag is restored exactly. Blocks nest if
-    closed in reverse order of opening.
+    exception) every module's previous flag is restored exactly.
+
+    Blocks may be opened and closed in any order and from any thread: each
+    changed value is held by reference count, takes the value asked for by the
+    most recently opened block still open, and returns to its value before the
+    first block when the last one closes. So two threads may each run MC on
+    one shared model (two :func:`~dropkit.mc_predict` calls, say): each call
+    draws its own masks and keeps its own state, the model's flags are the
+    same for both while either is open, and the model is exactly as before once
+    both are done. Blocks that select *different* sites share one model's
+    flags: while both are open, the latest block's choice holds for both.
 
     Works as a context manager or as a plain call::
 
@@ -201,7 +330,9 @@ def mc_mode(model: nn.Module, *, sites: Any = None) -> MCMode:
     Raises:
         TypeError: If ``model`` is not a module or ``sites`` has a wrong type.
         ValueError: If a ``sites`` entry selects no site.
-        RuntimeError: If no selected site has ``p > 0``.
+        RuntimeError: If no selected site has ``p > 0`` (for a model whose
+            dropout is only functional, the message says to pass
+            ``sites=find_dropout(model, probe_inputs=x)``).
     """
     return MCMode(model, sites)
 
@@ -216,6 +347,7 @@ class GuardHandle:
     def __init__(self, model: nn.Module) -> None:
         self._sites = [s for s in _static_sites(model) if s.gates]
         self.warned = False
+        self._lock = threading.Lock()
         self._hook = model.register_forward_pre_hook(self._check)
 
     def _check(self, module: nn.Module, args: Any) -> None:
@@ -226,10 +358,13 @@ class GuardHandle:
             for s in self._sites
             if s.gates[0].training
             and float(getattr(s.module, str(s.attr), 0.0)) > 0
-            and id(s.gates[0]) not in _MC_FLIPPED
+            and not _switched_on(s.gates[0])
         ]
         if active:
-            self.warned = True
+            with self._lock:  # two threads may reach here at once: warn once
+                if self.warned:
+                    return
+                self.warned = True
             self.remove()
             names = ", ".join(s.name for s in active[:3])
             warnings.warn(

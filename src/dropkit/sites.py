@@ -31,7 +31,7 @@ from dropkit._discover import (
     parent_reads_child_p,
     rate_attributes,
 )
-from dropkit._validation import check_module
+from dropkit._validation import check_callable, check_module
 
 __all__ = ["DropoutSite", "find_dropout", "set_dropout", "KINDS"]
 
@@ -247,6 +247,12 @@ def check_kinds(where: str, kinds: Any) -> frozenset[str] | None:
     """Validate a kind or an iterable of kinds against :data:`KINDS`."""
     if kinds is None:
         return None
+    if not isinstance(kinds, str) and not isinstance(kinds, Iterable):
+        raise TypeError(
+            f"{where}: expected kinds to be None, a site kind or a list of kinds, but got "
+            f"{kinds!r}. Pass e.g. kinds='attention' or kinds=['element', 'attention']; "
+            f"known kinds: {', '.join(KINDS)}."
+        )
     items = [kinds] if isinstance(kinds, str) else list(kinds)
     for kind in items:
         if not isinstance(kind, str) or kind not in KINDS:
@@ -257,6 +263,19 @@ def check_kinds(where: str, kinds: Any) -> frozenset[str] | None:
 
 
 Where = str | re.Pattern[str] | Callable[[DropoutSite], bool]
+
+
+def check_where(call: str, where: Any, name: str = "where") -> None:
+    """Raise TypeError unless ``where`` is None, a glob, a regex or a one-argument predicate."""
+    if where is None or isinstance(where, (str, re.Pattern)):
+        return
+    if not callable(where):
+        raise TypeError(
+            f"{call}: expected {name} to be None, a glob string, a compiled regex or a "
+            f"predicate on the site, but got {where!r}. Pass e.g. {name}='encoder.*' or "
+            f"{name}=lambda site: site.p > 0."
+        )
+    check_callable(call, where, name, 1, f"{name}=lambda site: site.p > 0")
 
 
 def match_where(where: Where | None, site: DropoutSite) -> bool:
@@ -295,7 +314,10 @@ def set_dropout(
 
     Args:
         model: Any module.
-        p: A drop probability in ``[0, 1)`` for every selected site; a mapping
+        p: A drop probability in ``[0, 1]`` for every selected site (``1``, drop
+            everything, as ``torch.nn.Dropout(1.0)`` accepts it, except at
+            variants whose scaling divides by ``1 - p``: alpha, Gaussian and
+            concrete dropout); a mapping
             ``kind -> p`` (kinds absent from it keep their rates); or a function
             ``fn(site, depth_fraction) -> p`` called per site, where
             ``depth_fraction`` runs from 0 (first block) to 1 (last block), so
@@ -313,10 +335,13 @@ def set_dropout(
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module`` or ``p`` has a wrong type.
-        ValueError: If a rate is outside ``[0, 1)`` or a kind is unknown.
+        ValueError: If a rate is outside ``[0, 1]`` (``[0, 1)`` at alpha,
+            Gaussian or concrete dropout) or a kind is unknown.
 
     Warns:
-        UserWarning: If ``where`` / ``kinds`` select no site (nothing changes);
+        UserWarning: If ``where`` / ``kinds`` select no site (nothing changes),
+        or a kind in a mapping ``p`` selects none (``{"path": 0.1}`` on a model
+        built without DropPath: rebuild it with ``drop_path_rate``);
         if a config field cannot express the new per-site rates, or a changed
         site of a Hugging Face model is built by no config field (the live rate
         changes, a reload would not keep it); if a selected config-only site

@@ -277,16 +277,16 @@ def mc_predict(
         )
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
-    from dropkit.modes import mc_mode
+    from dropkit.modes import MCMode
 
     bar = progress_bar(progress, total)
     parts: list[MCResult] = []
-    # Predict in eval mode (BatchNorm running statistics, unselected dropout off) even
-    # if the model was left in training mode; every flag comes back afterwards.
-    flags = [(m, m.training) for m in model.modules()]
     try:
-        model.eval()
-        with torch.no_grad(), mc_mode(model, sites=sites) as handle:
+        # Eval mode for everything but the selected sites (BatchNorm running statistics,
+        # unselected dropout off) even if the model was left in training mode: flags are
+        # switched directly (no user eval()/train() override runs) and held by reference
+        # count, so concurrent calls on one model restore it in any order.
+        with torch.no_grad(), MCMode(model, sites, eval_others=True) as handle:
             engine = Engine(
                 model,
                 handle.enabled,
@@ -305,8 +305,6 @@ def mc_predict(
                     if bar is not None:
                         bar.update(n)
     finally:
-        for module, flag in flags:
-            module.training = flag
         if bar is not None:
             bar.close()
     if not parts:

@@ -1,0 +1,213 @@
+"""mc_mode / mc_predict restore the model in any closing order and from any thread."""
+
+from __future__ import annotations
+
+import gc
+import random
+import threading
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from _toy_models import Gated, make_net, same_state, state
+from dropkit import mc_predict
+from dropkit.modes import _CLAIMS, MCMode, mc_mode
+
+
+def bn_net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8), Gated()
+    ).eval()
+
+
+class TwoRates(nn.Module):
+    """One gate reading two rates: selecting one zeroes the other while open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropout = 0.2
+        self.layerdrop = 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
+            return x
+        return nn.functional.dropout(x, self.dropout, self.training)
+
+
+def run_threads(n: int, body: Callable[[int], None]) -> None:
+    """Run ``body(i)`` in ``n`` threads released together; re-raise the first error."""
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            body(i)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def test_out_of_order_handles_restore_everything() -> None:
+    net = bn_net()
+    before = state(net)
+    a = mc_mode(net)
+    b = mc_mode(net)
+    a.restore()
+    assert net[3].training and net[5].training  # b still open: its sites still drop
+    b.restore()
+    assert same_state(before, state(net))
+    assert not _CLAIMS
+
+
+def test_out_of_order_with_different_sites() -> None:
+    net = bn_net()
+    before = state(net)
+    a = mc_mode(net, sites="element")
+    b = mc_mode(net, sites="attention")
+    assert net[3].training and net[5].training
+    a.restore()
+    assert not net[3].training and net[5].training  # only b's site is left on
+    b.restore()
+    assert same_state(before, state(net))
+
+
+def test_collateral_rate_comes_back_in_any_order() -> None:
+    m = TwoRates().eval()
+    a = mc_mode(m, sites="element")  # zeroes layerdrop while open
+    assert m.layerdrop == 0.0
+    b = mc_mode(m, sites="layer")  # the latest block wants layerdrop at its rate
+    assert [s.name for s in b.enabled] == ["layerdrop"] and m.layerdrop == 0.5
+    a.restore()
+    assert m.layerdrop == 0.5 and m.training
+    b.restore()
+    assert m.layerdrop == 0.5 and m.dropout == 0.2 and not m.training
+    c = mc_mode(m, sites="element")
+    d = mc_mode(m, sites="layer")
+    d.restore()  # back to c's value, not to the original
+    assert m.layerdrop == 0.0 and m.training
+    c.restore()
+    assert m.layerdrop == 0.5 and not m.training
+
+
+@pytest.mark.parametrize("order", range(6))
+def test_random_open_close_orders_match_a_reference(order: int) -> None:
+    # Reference: a flag is on iff some open handle selected a site it gates, otherwise
+    # as before the first handle. Checked after every step of a random schedule.
+    rng = random.Random(order)
+    net = make_net()
+    net[0].train()  # an unusual mix of flags must come back exactly
+    before = state(net)
+    original = {id(m): m.training for m in net.modules()}
+    choices = ["element", "alpha", "gaussian", "spatial", None, ["4", "1"]]
+    open_: list[MCMode] = []
+    for _ in range(40):
+        if open_ and (len(open_) >= 5 or rng.random() < 0.5):
+            open_.pop(rng.randrange(len(open_))).restore()
+        else:
+            open_.append(mc_mode(net, sites=rng.choice(choices)))
+        held = {id(g) for h in open_ for s in h.enabled for g in s.gates}
+        for m in net.modules():
+            assert m.training == (id(m) in held or original[id(m)])
+    for h in reversed(open_):
+        h.restore()
+    assert same_state(before, state(net))
+
+
+def test_threads_each_open_and_close_mc_mode() -> None:
+    net = bn_net()
+    before = state(net)
+    x = torch.randn(4, 6)
+
+    def body(i: int) -> None:
+        for _ in range(50):
+            with torch.no_grad(), mc_mode(net, sites="element" if i % 2 else None):
+                assert net[3].training  # every open block's site drops
+                net(x)
+
+    run_threads(8, body)
+    assert same_state(before, state(net))
+    assert not _CLAIMS
+
+
+@pytest.mark.parametrize("train_first", [False, True])
+def test_threads_calling_mc_predict_restore_the_model(train_first: bool) -> None:
+    # Left in training mode or not, the model comes back exactly (BatchNorm running
+    # statistics included: they would move if any call ran BatchNorm in training mode).
+    net = nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 8)
+    ).train(train_first)
+    before = state(net)
+    x = torch.randn(5, 6)
+    reference = mc_predict(net, x, samples=4, seed=1, strategy="loop").mean
+
+    def body(i: int) -> None:
+        for _ in range(5):
+            r = mc_predict(net, x, samples=4, seed=1, strategy="loop", progress=False)
+            # Masks are per call (seeded per sample), so concurrent calls do not disturb
+            # them; the same ops on the same shapes, float32: a few eps of slack in case
+            # another thread count rounds a product differently. A wrong mask moves the
+            # mean by ~0.1.
+            torch.testing.assert_close(r.mean, reference, rtol=0, atol=1e-6)
+
+    run_threads(6, body)
+    assert same_state(before, state(net))
+    assert not _CLAIMS
+    assert not any("forward" in vars(m) for m in net.modules())  # no route left behind
+
+
+def test_mc_predict_does_not_call_eval_or_train_overrides() -> None:
+    class Strict(nn.Sequential):
+        calls = 0
+
+        def train(self, mode: bool = True) -> Strict:
+            Strict.calls += 1
+            raise AssertionError("train()/eval() of the user's model must not run")
+
+    net = Strict(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.3), nn.Linear(4, 3))
+    nn.Module.train(net, True)  # left in training mode, without the override
+    before = state(net)
+    r = mc_predict(net, torch.randn(6, 4), samples=3, seed=0, progress=False)
+    assert r.mean.shape == (6, 3) and Strict.calls == 0
+    assert same_state(before, state(net))
+
+
+def test_a_model_dropped_with_a_block_open_leaves_no_claims() -> None:
+    net = bn_net()
+    handle = mc_mode(net)
+    assert _CLAIMS
+    del net, handle
+    gc.collect()
+    assert not _CLAIMS
+
+
+def test_failed_switch_releases_its_claims() -> None:
+    class Exploding(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop = nn.Dropout(0.2)
+            self.fail = False
+
+        def __setattr__(self, name: str, value: object) -> None:
+            if name == "training" and getattr(self, "fail", False):
+                raise RuntimeError("boom")
+            super().__setattr__(name, value)
+
+    inner = Exploding()
+    net = nn.Sequential(nn.Dropout(0.1), inner).eval()
+    before = state(net)
+    inner.fail = True
+    with pytest.raises(RuntimeError, match="boom"):
+        MCMode(net, eval_others=True)
+    inner.fail = False
+    assert same_state(before, state(net))
+    assert not _CLAIMS
