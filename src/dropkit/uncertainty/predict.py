@@ -185,6 +185,15 @@ def mc_predict(
     reuse apply the same masks and agree up to floating-point rounding (matrix
     products of other shapes may differ in the last bit).
 
+    Modes are switched by flag, never through the model's ``eval()`` /
+    ``train()`` (an override of those does not run). Threads may call
+    ``mc_predict`` on one shared model at once: each call draws its own masks
+    from its own generators (a seeded call gives the same result as alone) and
+    shares no sampling state with the others; the flags are held by reference
+    count, so the model is exactly as before once the last call returns,
+    whatever the order. Concurrent calls should select the same ``sites``
+    (while both run, the later call's selection holds for both).
+
     Args:
         model: The model; called as ``model(x)`` or ``model(**mapping)``.
         inputs: A tensor ``(N, ...)``, a mapping of tensors (tokenizer output),
