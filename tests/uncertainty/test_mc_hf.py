@@ -1,6 +1,9 @@
-"""mc_predict on Hugging Face models: backbone run once for head-only MC, exactly."""
+"""mc_predict on Hugging Face models: backbone run once for head-only MC, as the full loop."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -62,7 +65,20 @@ def batch(n: int = 5, length: int = 7) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
+@contextlib.contextmanager
+def recorded_masks(module: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect ``output == 0`` of every call of ``module`` (its dropout mask)."""
+    seen: list[torch.Tensor] = []
+    hook = module.register_forward_hook(lambda m, i, out: seen.append(out == 0))
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
 def same(a: MCResult, b: MCResult) -> None:
+    # float64 models, reductions of at most 48 terms: the batched head and the loop
+    # differ by BLAS summation order only (~48 * eps ~ 1e-14), far inside 1e-10
     for name in FIELDS:
         torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-10, atol=1e-12)
 
@@ -83,24 +99,41 @@ def test_head_only_runs_backbone_once_and_equals_full_loop(name, task, seed):
     backbone_runs = []
     emb = model.base_model.embeddings
     hook = emb.register_forward_hook(lambda *a: backbone_runs.append(1))
+    head_drop = model.get_submodule(
+        "classifier.dropout" if name in ("roberta", "electra") else "dropout"
+    )
     try:
-        fast = mc_predict(
-            model, enc, samples=6, sites="head", seed=seed, strategy="batched", keep_samples=True
-        )
+        with recorded_masks(head_drop) as fast_masks:
+            fast = mc_predict(
+                model,
+                enc,
+                samples=6,
+                sites="head",
+                seed=seed,
+                strategy="batched",
+                keep_samples=True,
+            )
         assert len(backbone_runs) == 1
-        full = mc_predict(
-            model,
-            enc,
-            samples=6,
-            sites="head",
-            seed=seed,
-            strategy="loop",
-            reuse_prefix=False,
-            keep_samples=True,
-        )
+        with recorded_masks(head_drop) as full_masks:
+            full = mc_predict(
+                model,
+                enc,
+                samples=6,
+                sites="head",
+                seed=seed,
+                strategy="loop",
+                reuse_prefix=False,
+                keep_samples=True,
+            )
         assert len(backbone_runs) == 7
     finally:
         hook.remove()
+    # the head's masks are identical sample by sample, in batched and looped runs
+    # (RoBERTa's and ELECTRA's heads call their dropout twice per forward)
+    uses = 2 if name in ("roberta", "electra") else 1
+    for use in range(uses):
+        a, b = (torch.cat(m[use::uses]).reshape(6, 5, -1) for m in (fast_masks, full_masks))
+        assert bool(a.any()) and torch.equal(a, b)
     assert fast.extras["prefix"] == "backbone" and full.extras["prefix"] == "none"
     assert fast.extras["global_rng_sites"] == []
     same(fast, full)
@@ -132,16 +165,27 @@ def test_minilm_real_weights_head_only(minilm_dir, seed):
         minilm_dir, num_labels=2
     ).eval()
     enc = tok(["a short text", "another one here"], return_tensors="pt", padding=True)
-    fast = mc_predict(model, enc, samples=4, sites="head", seed=seed, keep_samples=True)
-    slow = mc_predict(
-        model,
-        enc,
-        samples=4,
-        sites="head",
-        seed=seed,
-        reuse_prefix=False,
-        strategy="loop",
-        keep_samples=True,
-    )
-    torch.testing.assert_close(fast.samples, slow.samples, rtol=1e-5, atol=1e-6)
+    with recorded_masks(model.dropout) as fast_masks:
+        fast = mc_predict(
+            model, enc, samples=4, sites="head", seed=seed, strategy="batched", keep_samples=True
+        )
+    with recorded_masks(model.dropout) as slow_masks:
+        slow = mc_predict(
+            model,
+            enc,
+            samples=4,
+            sites="head",
+            seed=seed,
+            reuse_prefix=False,
+            strategy="loop",
+            keep_samples=True,
+        )
+    # the masks of the head's dropout are identical, sample by sample: (S, N, 384)
+    a, b = (torch.cat(m).reshape(4, 2, 384) for m in (fast_masks, slow_masks))
+    assert bool(a.any()) and torch.equal(a, b)
+    # the backbone sees the same batch in both runs (bit-identical features); the head
+    # runs batched vs looped in float32, and a dot product of K = 384 terms may round
+    # differently by up to K * eps (Higham's gamma_K) when summed in another order
+    tol = 384 * torch.finfo(torch.float32).eps
+    torch.testing.assert_close(fast.samples, slow.samples, rtol=tol, atol=tol)
     assert fast.extras["prefix"] == "backbone" and fast.extras["sites"] == ["dropout"]
