@@ -39,24 +39,31 @@ p.reading {
 p.note { margin: 8px 0 12px; color: var(--muted); font-size: 13px; }
 figure { margin: 0; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table.metrics {
   width: 100%; border-collapse: collapse; font-size: 13.5px;
   font-variant-numeric: tabular-nums; margin-top: 6px;
 }
 table.metrics th, table.metrics td {
-  padding: 8px 10px; border-bottom: 1px solid var(--line); text-align: right;
+  padding: 8px 8px; border-bottom: 1px solid var(--line); text-align: right;
   white-space: nowrap;
 }
 table.metrics thead th {
-  color: var(--muted); font-weight: 600; font-size: 12px; text-transform: uppercase;
-  letter-spacing: 0.03em; border-bottom: 2px solid var(--line);
+  color: var(--muted); font-weight: 600; font-size: 11.5px; text-transform: uppercase;
+  letter-spacing: 0.02em; border-bottom: 2px solid var(--line);
+  white-space: normal; vertical-align: bottom; line-height: 1.25;
 }
 table.metrics th:first-child { text-align: left; }
-table.metrics tbody th { font-weight: 600; }
+table.metrics tbody th { font-weight: 600; white-space: normal; min-width: 8.5em; }
 table.metrics tbody tr:hover { background: #fafbfc; }
 table.metrics td.best { color: var(--good); font-weight: 700; background: var(--good-bg); }
 .sub { display: block; font-weight: 400; color: var(--muted); font-size: 12px; }
 ul { margin: 0; padding-left: 20px; color: var(--muted); font-size: 14px; }
 footer { color: var(--muted); font-size: 12px; padding: 4px 24px 32px; }
-@media (max-width: 760px) { table.metrics { display: block; overflow-x: auto; } }
+@media (max-width: 960px) {
+  section { padding: 18px 16px; }
+  .wrap { padding: 0 16px; }
+  table.metrics { font-size: 12.5px; }
+  table.metrics th, table.metrics td { padding: 7px 5px; }
+}
 """

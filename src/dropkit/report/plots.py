@@ -48,18 +48,30 @@ _STYLE = {
 }
 
 
+def _t(text: object) -> str:
+    """A string from metrics.json as literal text: a "$" is a dollar sign, never TeX."""
+    return str(text).replace("$", r"\$")
+
+
 def colour(i: int) -> str:
     """Colour of the ``i``-th series, cycling through :data:`PALETTE`."""
     return PALETTE[i % len(PALETTE)]
 
 
-def _figure(ncols: int, nrows: int = 1, *, width: float = 9.6, height: float = 3.0) -> Any:
+def _figure(
+    ncols: int,
+    nrows: int = 1,
+    *,
+    width: float = 9.6,
+    height: float = 3.0,
+    sharey: bool = False,
+) -> Any:
     mpl = require("matplotlib", "report", "dropkit.report")
     from matplotlib.figure import Figure
 
     with mpl.rc_context(_STYLE):
         fig = Figure(figsize=(width, height * nrows), layout="constrained")
-        axes = fig.subplots(nrows, ncols, squeeze=False)
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     return fig, axes
 
 
@@ -118,7 +130,7 @@ def learning_curves(settings: Sequence[dict[str, Any]]) -> Any:
         ax.fill_between(
             s["epochs"], s["train_loss"], s["val_loss"], color=colour(1), alpha=0.08, lw=0
         )
-        ax.set_title(s["name"])
+        ax.set_title(_t(s["name"]))
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
         ax.set_ylim(low / 1.5, top * 1.5)
@@ -168,7 +180,7 @@ def reliability(methods: Sequence[dict[str, Any]]) -> Any:
         ax.plot([0, 1], [0, 1], ls="--", color="#4a5563", lw=1)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_title(f"{m['name']}\nECE {m['ece']:.3f}", fontsize=9)
+        ax.set_title(f"{_t(m['name'])}\nECE {m['ece']:.3f}", fontsize=9)
         ax.set_xlabel("confidence")
         if k % cols == 0:
             ax.set_ylabel("accuracy")
@@ -188,6 +200,9 @@ def _histogram_edges(values: Sequence[float], bins: int) -> list[float]:
 def uncertainty_histograms(methods: Sequence[dict[str, Any]]) -> Any:
     """Histograms of each method's OOD score, in-distribution vs held-out classes.
 
+    Every panel shares one y-axis (fraction of inputs, log scale), so the
+    heights compare across methods.
+
     Args:
         methods: The ``methods`` section of ``metrics.json``.
 
@@ -196,20 +211,22 @@ def uncertainty_histograms(methods: Sequence[dict[str, Any]]) -> Any:
     """
     chosen = [m for m in methods if m.get("scores_in") and m.get("scores_out")]
     cols, rows = _grid(len(chosen), 4)
-    fig, axes = _figure(cols, rows, height=2.5)
+    fig, axes = _figure(cols, rows, height=2.5, sharey=True)
     for k, (ax, m) in enumerate(zip(axes.flat, chosen)):
         edges = _histogram_edges([*m["scores_in"], *m["scores_out"]], 30)
         for scores, c in ((m["scores_in"], colour(0)), (m["scores_out"], colour(1))):
             # fractions of each set, log scale: the tails are where the sets differ
             weights = [1.0 / len(scores)] * len(scores)
             ax.hist(scores, bins=edges, weights=weights, color=c, alpha=0.6, log=True)
-        ax.set_title(f"{m['name']}\nAUROC {m['auroc']:.3f}", fontsize=9)
-        ax.set_xlabel(m.get("ood_score", "score"))
+        ax.set_title(f"{_t(m['name'])}\nAUROC {m['auroc']:.3f}", fontsize=9)
+        ax.set_xlabel(_t(m.get("ood_score") or "score"))
         ax.grid(False, axis="x")
         if k == 0:
             ax.legend(["in-distribution", "held-out classes"], loc="upper right")
         if k % cols == 0:
             ax.set_ylabel("fraction of inputs")
+        else:
+            ax.tick_params(labelleft=False)
     _hide_unused(axes, len(chosen))
     return fig
 
@@ -236,7 +253,7 @@ def risk_coverage(methods: Sequence[dict[str, Any]]) -> Any:
             rc["risk"],
             color=colour(k),
             lw=1.8,
-            label=f"{m['name']} (AURC {m['aurc']:.3g})",
+            label=f"{_t(m['name'])} (AURC {m['aurc']:.3g})",
         )
         errs = [c for c, r in zip(rc["coverage"], rc["risk"]) if r > 0]
         first_error = min([first_error, *errs[:1]])
@@ -265,16 +282,21 @@ def sweep(section: dict[str, Any]) -> Any:
     ax = axes[0, 0]
     ps = [t["p"] for t in trials]
     ax.plot(
-        ps, [t["value"] for t in trials], "o-", color=colour(0), lw=1.8, label=section["metric"]
+        ps, [t["value"] for t in trials], "o-", color=colour(0), lw=1.8, label=_t(section["metric"])
     )
     best = min(trials, key=lambda t: t["value"] * (1 if section["lower_is_better"] else -1))
     ax.plot([best["p"]], [best["value"]], "*", color=colour(1), ms=14, label="best")
     ax.set_xlabel("drop probability p")
-    ax.set_ylabel(section["metric"])
-    if all("val_acc" in t for t in trials):
+    ax.set_ylabel(_t(section["metric"]))
+    if all(t.get("val_acc") is not None for t in trials):
         twin = ax.twinx()
-        twin.plot(ps, [t["val_acc"] for t in trials], "s--", color=colour(2), lw=1.2, ms=4)
+        accs = [t["val_acc"] for t in trials]
+        twin.plot(ps, accs, "s--", color=colour(2), lw=1.2, ms=4)
         twin.set_ylabel("validation accuracy", color=colour(2))
+        # accuracy lives in [0, 1]: pad below the lowest point, never above 1
+        low, high = min(accs), max(accs)
+        pad = max(0.01, 0.15 * (high - low))
+        twin.set_ylim(max(0.0, low - pad), min(1.0, high + pad) if high < 1.0 else 1.0)
         twin.grid(False)
         twin.spines["right"].set_visible(True)
     ax.legend(loc="best")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 from collections.abc import Callable
 from html import escape
@@ -19,78 +18,16 @@ from typing import Any
 from dropkit.report import plots, readings
 from dropkit.report._atomic import atomic_write_text
 from dropkit.report._style import CSS
+from dropkit.report.schema import COLUMNS, SCHEMA_VERSION, WHERE, validate_metrics
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "render", "render_html", "validate_metrics"]
 
-# column key, header, format, better ("min" / "max" / None)
-_COLUMNS: tuple[tuple[str, str, str, str | None], ...] = (
-    ("accuracy", "Accuracy", "{:.1%}", "max"),
-    ("nll", "NLL", "{:.3f}", "min"),
-    ("ece", "ECE", "{:.3f}", "min"),
-    ("brier", "Brier", "{:.3f}", "min"),
-    ("auroc", "OOD AUROC", "{:.3f}", "max"),
-    ("aurc", "AURC", "{:.3g}", "min"),
-    ("forward_passes", "Forward passes", "{:d}", "min"),
-    ("time_s", "Time (s)", "{:.2f}", "min"),
-    ("params", "Parameters", "{:,d}", "min"),
-)
-_WHERE = "dropkit.report.render"
+_COLUMNS = COLUMNS
+_WHERE = WHERE
 
 
 def _bad(what: str, got: Any, fix: str) -> ValueError:
     return ValueError(f"{_WHERE}: expected {what}, but got {got!r}. {fix}")
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def validate_metrics(metrics: Any) -> dict[str, Any]:
-    """Check the parts of ``metrics`` the report needs; return it unchanged.
-
-    Args:
-        metrics: The parsed ``metrics.json``.
-
-    Returns:
-        ``metrics``.
-
-    Raises:
-        ValueError: If the schema version, the ``methods`` list or a headline
-            number is missing or malformed.
-    """
-    if not isinstance(metrics, dict):
-        raise _bad(
-            "a JSON object", type(metrics).__name__, "Pass the metrics.json of dropkit demo."
-        )
-    version = metrics.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise _bad(
-            f"schema_version {SCHEMA_VERSION}",
-            version,
-            "Re-run dropkit demo with this dropkit version to regenerate metrics.json.",
-        )
-    methods = metrics.get("methods")
-    if not isinstance(methods, list) or not methods:
-        raise _bad("a non-empty 'methods' list", methods, "See the schema in dropkit.report.")
-    for i, method in enumerate(methods):
-        if not isinstance(method, dict) or not isinstance(method.get("name"), str):
-            raise _bad(f"methods[{i}] to be an object with a 'name'", method, "Add a name.")
-        for key, _, _, _ in _COLUMNS:
-            if not _finite(method.get(key)):
-                raise _bad(
-                    f"a finite number at methods[{i}].{key} ({method['name']})",
-                    method.get(key),
-                    "Every method needs every headline metric; see the schema in dropkit.report.",
-                )
-    for i, setting in enumerate(metrics.get("settings") or []):
-        lengths = {len(setting.get(k) or []) for k in ("epochs", "train_loss", "val_loss")}
-        if len(lengths) != 1 or 0 in lengths:
-            raise _bad(
-                f"settings[{i}] to have equally long, non-empty epochs/train_loss/val_loss",
-                setting.get("name"),
-                "Record one value per epoch for each curve.",
-            )
-    return metrics
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -131,8 +68,8 @@ def _headline_table(methods: list[dict[str, Any]]) -> str:
         name = f"{escape(m['name'])}<span class='sub'>{score}</span>"
         rows.append(f"<tr><th scope='row'>{name}</th>{''.join(cells)}</tr>")
     return (
-        '<table id="headline" class="metrics"><thead><tr><th>Method</th>'
-        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<div class="scroll"><table id="headline" class="metrics"><thead><tr><th>Method</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -150,19 +87,22 @@ def _settings_table(settings: list[dict[str, Any]]) -> str:
             f"<td>{s.get('time_s', float('nan')):.1f}</td></tr>"
         )
     return (
-        '<table id="settings" class="metrics"><thead><tr><th>Setting</th><th>p</th>'
-        "<th>Train NLL</th><th>Val NLL</th><th>Gap</th><th>Val accuracy</th><th>Time (s)</th>"
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        '<div class="scroll"><table id="settings" class="metrics"><thead><tr><th>Setting</th>'
+        "<th>p</th><th>Train NLL</th><th>Val NLL</th><th>Gap</th><th>Val accuracy</th>"
+        f"<th>Time (s)</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
 def _dataset_line(ds: dict[str, Any]) -> str:
-    parts = [escape(ds.get("description") or ds.get("name", ""))]
-    for key, label in (("n_train", "train"), ("n_val", "validation"), ("n_test", "test")):
-        if key in ds:
-            parts.append(f"{ds[key]} {label}")
-    if "n_ood" in ds:
-        parts.append(f"{ds['n_ood']} out-of-distribution")
+    parts = [escape(ds.get("description") or ds.get("name") or "")]
+    for key, label in (
+        ("n_train", "train"),
+        ("n_val", "validation"),
+        ("n_test", "test"),
+        ("n_ood", "out-of-distribution"),
+    ):
+        if ds.get(key) is not None:
+            parts.append(f"{int(ds[key])} {label}")
     return " · ".join(p for p in parts if p)
 
 
@@ -309,9 +249,22 @@ def render(metrics_json_path: str | os.PathLike[str], out_html: str | os.PathLik
 
     Raises:
         FileNotFoundError: If the metrics file does not exist.
-        ValueError: If it is not valid JSON or does not follow the schema.
+        IsADirectoryError: If ``out_html`` is an existing folder.
+        ValueError: If it is not valid JSON or does not follow the schema
+            (the message names the field), or if ``out_html`` is the metrics
+            file itself.
     """
-    src = Path(metrics_json_path)
+    src, out = Path(metrics_json_path), Path(out_html)
+    if out.is_dir():
+        raise IsADirectoryError(
+            f"{_WHERE}: expected out_html to be a file, but got the folder {str(out)!r}. "
+            "Pass a file name such as report.html inside it."
+        )
+    if src.exists() and (out.resolve() == src.resolve() or (out.exists() and out.samefile(src))):
+        raise ValueError(
+            f"{_WHERE}: expected out_html to differ from the metrics file, but got "
+            f"{str(out)!r} for both. Pass another output path; the metrics would be lost."
+        )
     if not src.is_file():
         raise FileNotFoundError(
             f"{_WHERE}: expected an existing metrics.json, but got {str(src)!r}. "
@@ -323,4 +276,4 @@ def render(metrics_json_path: str | os.PathLike[str], out_html: str | os.PathLik
         raise _bad(
             f"valid JSON in {str(src)!r}", str(exc), "Regenerate it with dropkit demo."
         ) from exc
-    return atomic_write_text(out_html, render_html(metrics))
+    return atomic_write_text(out, render_html(metrics))
