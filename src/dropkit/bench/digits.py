@@ -30,7 +30,6 @@ References:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -290,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             "bench": "digits", "quick": args.quick, "config": cfg, "seconds": seconds,
             "torch": torch.__version__, "summary": summary, "ood_runs": ood, "al_runs": al,
         }  # fmt: skip
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2))
+        from dropkit.bench._record import write_record
+
+        write_record(args.out, payload)
     return 0

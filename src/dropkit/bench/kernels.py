@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -292,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         "model": model,
     }
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+        from dropkit.bench._record import write_record
+
+        write_record(args.out, result)
         print(f"wrote {args.out}")
     return 0
 

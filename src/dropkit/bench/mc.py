@@ -21,7 +21,6 @@ References:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -259,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "cases": rows,
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(payload, indent=2))
+        from dropkit.bench._record import write_record
+
+        write_record(args.out, payload)
     return 0

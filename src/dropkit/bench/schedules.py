@@ -26,7 +26,6 @@ References:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time
@@ -224,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         config = {k: v for k, v in vars(args).items() if k != "out"}
         payload = {"bench": "schedules", "config": config, "results": results}
-        args.out.write_text(json.dumps(payload, indent=2))
+        from dropkit.bench._record import write_record
+
+        write_record(args.out, payload)
         print(f"wrote {args.out}")
     return 0

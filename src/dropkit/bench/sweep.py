@@ -19,7 +19,6 @@ References:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -192,5 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             **result,
         }
-        args.out.write_text(json.dumps(payload, indent=2))
+        from dropkit.bench._record import write_record
+
+        write_record(args.out, payload)
     return 0

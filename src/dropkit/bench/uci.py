@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from dropkit.sweep._io import read_json, write_json
+from dropkit.bench._record import write_record
+from dropkit.sweep._io import read_json
 from dropkit.sweep.protocol import ProtocolSettings, run_uci, summarize
 from dropkit.sweep.uci import DATASETS, UCIData, load_uci
 
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     # uci.json accumulates: datasets of earlier runs into the same folder are kept
     summary_path = args.out / "uci.json"
     previous = read_json(summary_path).get("datasets", {}) if summary_path.exists() else {}
-    write_json(
+    write_record(
         summary_path,
         {
             "bench": "uci",
