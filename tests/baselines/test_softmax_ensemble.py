@@ -26,7 +26,10 @@ def test_softmax_predict_is_eval_softmax_and_restores_modes(toy):
     with torch.no_grad():
         model.eval()
         expected = torch.softmax(model(x).double(), -1)
-    assert torch.allclose(r.mean, expected, atol=1e-6, rtol=0)  # float32 chunking
+    # float32 model on chunks of 7 rows vs all 90: BLAS may sum the (K <= 16) dot
+    # products in another order, a few ulp (eps 1.2e-7) of O(1) logits, and the
+    # softmax's slope is at most 1/2: differences stay well below 1e-6
+    assert torch.allclose(r.mean, expected, atol=1e-6, rtol=0)
     assert r.samples.shape == (1, 90, 3)
     assert torch.all(r.mutual_information == 0)
     assert r.extras == {"method": "softmax", "forward_passes": 1}
