@@ -92,8 +92,12 @@ def test_peak_tensor_memory_counts_live_storages():
     assert tracker.peak_bytes == 4000 + 4000 + 1000
     assert tracker.current_bytes == 4000 + 1000 + 40
     del b, c, d
-    _, wall, peak = measure(lambda: torch.ones(100, 100).sum(), memory=True)
-    assert wall >= 0 and peak == 100 * 100 * 4 + 4
+    result, wall, peak = measure(lambda: torch.ones(100, 100).sum(), memory=True)
+    # the timed run's own result comes back (a sum of ones: exact), with its peak
+    assert result.item() == 100 * 100 and wall >= 0 and peak == 100 * 100 * 4 + 4
+    calls: list[int] = []
+    assert measure(lambda: calls.append(1), memory=False, warmup=False)[2] is None
+    assert calls == [1]  # no warm-up, no memory pass: one call
 
 
 def test_compare_uncertainty_matches_direct_metrics(toy):
