@@ -7,9 +7,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from dropkit.kernels import bernoulli_dropout
+from dropkit.kernels import draw_seed, seeded_dropout
 from dropkit.uncertainty import MCResult, mc_predict, sample_generator
 from dropkit.uncertainty._engine import BATCH_MARGIN
+from dropkit.uncertainty.keyed import row_seed
 
 FIELDS = (
     "mean",
@@ -59,7 +60,8 @@ def eye_mlp(p: float = 0.3) -> nn.Sequential:
 def naive(
     net: nn.Sequential, x: torch.Tensor, seed: int, samples: int, softmax: bool = True
 ) -> torch.Tensor:
-    """Hand-written loop: sample s drops with the generator of (seed, s)."""
+    """Hand-written loop: at sample s, each site draws a seed from the generator of
+    (seed, s) and row r gets the kernel's mask of ``row_seed(site seed, r)``."""
     outs = []
     with torch.no_grad():
         for s in range(samples):
@@ -67,7 +69,9 @@ def naive(
             h = x
             for layer in net:
                 if isinstance(layer, nn.Dropout):
-                    h = bernoulli_dropout(h, layer.p, generator=gen)
+                    sigma = int(draw_seed(gen))
+                    rows = [seeded_dropout(h[r], layer.p, row_seed(sigma, r)) for r in range(len(h))]
+                    h = torch.stack(rows)
                 else:
                     h = layer(h)
             outs.append(torch.softmax(h, -1) if softmax else h)
@@ -349,7 +353,8 @@ def test_regression_tau_and_heteroscedastic_match_naive(seed):
     with torch.no_grad():
         for s in range(7):
             gen = sample_generator(seed, s)
-            h = bernoulli_dropout(model.body[1](model.body[0](x)), 0.2, generator=gen)
+            h, sigma = model.body[1](model.body[0](x)), int(draw_seed(gen))
+            h = torch.stack([seeded_dropout(h[r], 0.2, row_seed(sigma, r)) for r in range(len(h))])
             means.append(model.mu(h))
             variances.append(model.log_var(h).exp())
     ref = MCResult.from_samples(

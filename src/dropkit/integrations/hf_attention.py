@@ -38,9 +38,11 @@ import torch
 from torch import nn
 
 from dropkit.integrations._extras import require
+from dropkit.uncertainty.masks import ROUTED_ATTENTION
 
-#: The name registered with transformers' AttentionInterface.
-NAME = "dropkit_sdpa"
+#: The name registered with transformers' AttentionInterface (mc_predict finds
+#: routed models by it).
+NAME = ROUTED_ATTENTION
 _ROUTABLE = ("sdpa", NAME)
 _registered = False
 
@@ -162,7 +164,7 @@ def explicit_attention(
     as PyTorch's own math path does. The softmax runs in float32 for half
     precision inputs.
     """
-    from dropkit.kernels import bernoulli_dropout
+    from dropkit.uncertainty.masks import routed_dropout
 
     sdpa_attention = _sdpa()
     groups = getattr(module, "num_key_value_groups", 1)
@@ -192,7 +194,8 @@ def explicit_attention(
     probs = scores.softmax(-1, dtype=torch.float32).to(query.dtype) if half else scores.softmax(-1)
     if allowed is not None:
         probs = probs.masked_fill(~allowed.any(-1, keepdim=True), 0.0)
-    probs = bernoulli_dropout(probs, dropout)
+    # row-keyed masks under mc_predict(seed=...), else dropkit's kernel as usual
+    probs = routed_dropout(module, probs, dropout)
     out = torch.matmul(probs, value)
     return out.transpose(1, 2).contiguous(), None
 

@@ -8,10 +8,16 @@ hooks), two timed single samples and two timed batched chunks give seconds per
 sample (the minimum of each pair). Batching is kept when it is clearly faster
 (per-sample time under ``BATCH_MARGIN`` times the loop's, since it costs ``K``
 times the memory), and the decision is remembered for later calls on the same
-model and batch size. Every measured step is a real sample, since sample ``s``
-draws the same masks whatever the strategy. With ``tol``, after ``min_samples``
-and every step after that, inputs whose standard error is below ``tol`` leave
-the batch (their rows are dropped from the replicated state).
+model and batch size. Once decided, the batch starts again on the chosen path
+and the measured steps are discarded: loop and batched calls apply the same
+masks but their matrix products may round differently, and a call must give
+the same bits whether it measured or reused an earlier decision. Models with
+per-call sites (LayerDrop, weight dropout) or sites that draw from torch's
+global generator run in a loop under ``"auto"`` (see
+:mod:`~dropkit.uncertainty.masks`). With ``tol``, after ``min_samples`` and
+every step after that, inputs whose standard error is below ``tol`` leave the
+batch (their rows are dropped from the replicated state; every row's masks
+depend on its key only).
 
 References:
     Gal and Ghahramani, "Dropout as a Bayesian Approximation", ICML 2016.
@@ -36,6 +42,7 @@ from dropkit.uncertainty._io import (
     rows_of,
     split_heteroscedastic,
 )
+from dropkit.uncertainty._limits import check_kept_bytes
 from dropkit.uncertainty.accumulate import MCAccumulator
 from dropkit.uncertainty.masks import MaskControl
 from dropkit.uncertainty.result import MCResult
@@ -109,7 +116,7 @@ class Engine:
         self.cfg = cfg
         self.seed = seed
         self.sites = sites
-        self.control = MaskControl(sites, seed=seed, consistent=cfg.consistent)
+        self.control = MaskControl(sites, seed=seed, consistent=cfg.consistent, model=model)
         if cfg.consistent and self.control.uncontrolled:
             raise _fail(
                 ValueError,
@@ -132,11 +139,14 @@ class Engine:
         params = list(model.parameters())
         self.device = params[0].device if params else torch.device("cpu")
         self.mode: str | None = {"loop": "loop", "batched": None, "auto": None}[cfg.strategy]
-        if per_call:
-            self.mode = "loop"
         self.reason = "requested" if cfg.strategy != "auto" else "measured"
         if per_call:
-            self.reason = f"per-call sites {per_call}"
+            self.mode, self.reason = "loop", f"per-call sites {per_call}"
+        elif cfg.strategy == "auto" and self.control.global_sites:
+            # one forked global generator per call: sampled per replica only in a loop
+            self.mode = "loop"
+            self.reason = f"global-generator sites {self.control.global_sites}"
+        self.control.warn_unseeded()
         self.row_bytes: float | None = None
         self.timing: dict[str, float] = {}
         self.calls = 0
@@ -146,6 +156,7 @@ class Engine:
         self._loop_times: list[float] = []
         self._batch_times: list[float] = []
         self._model_id = id(model)
+        self._restart = False
 
     # -- one call of the stochastic part -------------------------------------------------
 
@@ -167,16 +178,15 @@ class Engine:
         m: int,
         first: int,
         k: int,
-        rows: tuple[torch.Tensor | None, int],
+        keys: torch.Tensor,
         measure: bool = False,
     ) -> Any:
         rep = replicate(state, m, k)
         handles, total = self._hooks() if measure else ([], [0])
-        self.control.use(range(first, first + k), self.device, rows=rows[0], n_full=rows[1])
         try:
-            raw = self.plan.run(rep)
+            with self.control.sampling(range(first, first + k), self.device, keys=keys):
+                raw = self.plan.run(rep)
         finally:
-            self.control.release()
             for h in handles:
                 h.remove()
         self.calls += 1
@@ -269,6 +279,10 @@ class Engine:
         # batching costs K times the memory: take it only when clearly faster
         self.mode = "batched" if per < BATCH_MARGIN * self.timing["loop_s_per_sample"] else "loop"
         self._phase = "run"
+        # The timed steps mixed loop and batched calls, whose matrix products may round
+        # differently: start the batch again on the chosen path, so a call gives the
+        # same bits whether it measured or reused an earlier decision.
+        self._restart = True
         if len(_DECISIONS) > 64:
             _DECISIONS.clear()
         _DECISIONS[self._key(m)] = (self.mode, self.row_bytes, dict(self.timing))
@@ -292,11 +306,20 @@ class Engine:
     # -- one batch ------------------------------------------------------------------------
 
     def predict_batch(
-        self, batch: Any, targets: torch.Tensor | None, offset: int
+        self,
+        batch: Any,
+        targets: torch.Tensor | None,
+        offset: int,
+        keys: torch.Tensor | None = None,
     ) -> tuple[MCResult, int]:
-        """Run all samples for one batch; returns its result and its row count."""
+        """Run all samples for one batch; returns its result and its row count.
+
+        ``keys`` are the row keys of the batch (default: ``offset + position``).
+        """
         cfg = self.cfg
         n = rows_of(batch)
+        if keys is None:
+            keys = torch.arange(offset, offset + n, dtype=torch.int64)
         tgt = None
         if targets is not None:
             if offset + n > targets.shape[0]:
@@ -308,18 +331,9 @@ class Engine:
                     "Pass one target per input, in input order.",
                 )
             tgt = targets[offset : offset + n]
-        acc = MCAccumulator(
-            n,
-            task="classification" if cfg.output != "regression" else "regression",
-            tau=cfg.tau,
-            targets=tgt,
-            heteroscedastic=cfg.heteroscedastic,
-            keep_samples=cfg.keep_samples,
-        )
-        state = self.plan.prefix(batch)
+        full = self.plan.prefix(batch)
         self.prefix_calls += 1
-        active: torch.Tensor | None = None
-        m, s = n, 0
+        acc, state, active, row_keys, m, s = self._fresh(n, tgt, full, keys)
         adaptive = cfg.tol is not None
         step_cap = max(1, cfg.min_samples // 2) if adaptive else cfg.max_samples
         pending: list[tuple[torch.Tensor, torch.Tensor | None]] = []
@@ -327,9 +341,17 @@ class Engine:
             cap = cfg.min_samples - s if adaptive and s < cfg.min_samples else step_cap
             k, phase = self._next(m, cfg.max_samples - s, cap)
             start = time.perf_counter()
-            values, noise = self._call(state, m, s, k, (active, n), measure=phase == "probe")
+            values, noise = self._call(state, m, s, k, row_keys, measure=phase == "probe")
+            if cfg.keep_samples and s == 0:  # refuse before the kept samples outgrow memory
+                row = values[0, 0]
+                check_kept_bytes(cfg.max_samples, n, row.numel() * row.element_size(), exact=True)
             self._after(phase, k, m, time.perf_counter() - start)
             self.max_chunk = max(self.max_chunk, k)
+            if self._restart:
+                self._restart = False
+                pending.clear()
+                acc, state, active, row_keys, m, s = self._fresh(n, tgt, full, keys)
+                continue
             pending.append((values, noise))
             s += k
             check = adaptive and cfg.min_samples <= s < cfg.max_samples
@@ -341,14 +363,31 @@ class Engine:
                 if not bool(go_on.all()):
                     keep = go_on.nonzero().squeeze(1)
                     active = (torch.arange(n) if active is None else active)[keep]
+                    row_keys = keys[active]
                     state = take_rows(state, m, keep)
                     m = int(keep.numel())
         _flush(acc, pending, active)
         return acc.result(), n
 
+    def _fresh(
+        self, n: int, tgt: torch.Tensor | None, full: Any, keys: torch.Tensor
+    ) -> tuple[MCAccumulator, Any, torch.Tensor | None, torch.Tensor, int, int]:
+        """Start a batch: accumulator, state, active rows, their keys, rows, samples done."""
+        cfg = self.cfg
+        acc = MCAccumulator(
+            n,
+            task="classification" if cfg.output != "regression" else "regression",
+            tau=cfg.tau,
+            targets=tgt,
+            heteroscedastic=cfg.heteroscedastic,
+            keep_samples=cfg.keep_samples,
+        )
+        return acc, full, None, keys, n, 0
+
     def extras(self) -> dict[str, object]:
         """What happened, for ``MCResult.extras``."""
         reason = self.reason if self.mode is not None else "too few samples to measure"
+        ctl = self.control
         return {
             "strategy": self.mode or "loop",
             "strategy_reason": reason,
@@ -362,6 +401,9 @@ class Engine:
             "seed": self.seed,
             "consistent_masks": self.cfg.consistent,
             "sites": [getattr(s, "path", "?") for s in self.sites],
-            "seeded_sites": list(self.control.controlled),
-            "global_rng_sites": [p for p, _ in self.control.uncontrolled],
+            "seeded_sites": self.control.controlled + self.control.global_sites,
+            "row_keyed_sites": [p for p in ctl.row_keyed if p not in ctl.unkeyed],
+            "per_call_sites": self.control.per_call,
+            "global_rng_sites": self.control.global_sites,
+            "unseeded_sites": list(self.control.unseeded),
         }

@@ -178,3 +178,58 @@ def progress_bar(enabled: bool | None, total: int | None) -> Any:
 
         tqdm = require("tqdm", "report", WHERE)
     return tqdm.tqdm(total=total, unit="input", desc="mc_predict", leave=False)
+
+
+def row_keys(row_ids: Any, total: int | None) -> torch.Tensor | None:
+    """Validate ``row_ids=`` and return them as a 1-D int64 CPU tensor (or ``None``).
+
+    Raises:
+        TypeError: If the keys are not integers.
+        ValueError: If they are not 1-D, not one per input, or not unique.
+    """
+    if row_ids is None:
+        return None
+    fix = "Pass one integer key per input row, e.g. row_ids=torch.arange(len(x))."
+    try:
+        keys = torch.as_tensor(row_ids)
+    except (TypeError, ValueError, RuntimeError):
+        raise _fail(
+            TypeError, WHERE, "row_ids to be integer keys", type(row_ids).__name__, fix
+        ) from None
+    if keys.dtype == torch.bool or keys.is_floating_point() or keys.is_complex():
+        raise _fail(TypeError, WHERE, "row_ids of an integer dtype", str(keys.dtype), fix)
+    if keys.dim() != 1:
+        raise _fail(ValueError, WHERE, "row_ids of shape (N,)", tuple(keys.shape), fix)
+    if total is not None and keys.numel() != total:
+        raise _fail(ValueError, WHERE, f"{total} row_ids (one per input)", keys.numel(), fix)
+    keys = keys.to("cpu", torch.int64)
+    uniq, counts = torch.unique(keys, return_counts=True)
+    if bool((counts > 1).any()):
+        repeated = uniq[counts > 1][:5].tolist()
+        raise _fail(
+            ValueError,
+            WHERE,
+            "unique row_ids (equal keys would give two rows the same masks)",
+            f"repeated keys {repeated}",
+            "Give every input row its own key.",
+        )
+    return keys
+
+
+def batch_keys(keys: torch.Tensor | None, offset: int, n: int) -> torch.Tensor | None:
+    """Keys of the batch of ``n`` rows that starts at input ``offset`` (``None``: positions).
+
+    Raises:
+        ValueError: If the inputs have more rows than ``keys``.
+    """
+    if keys is None:
+        return None
+    if offset + n > keys.numel():
+        raise _fail(
+            ValueError,
+            WHERE,
+            f"at least {offset + n} row_ids (one per input)",
+            keys.numel(),
+            "Pass one key per input row, in input order.",
+        )
+    return keys[offset : offset + n]

@@ -36,7 +36,14 @@ from torch import nn
 
 from dropkit._validation import _fail, check_choice, check_int, check_module
 from dropkit.uncertainty._engine import Engine, Settings
-from dropkit.uncertainty._io import WHERE, iter_batches, progress_bar
+from dropkit.uncertainty._io import (
+    WHERE,
+    batch_keys,
+    iter_batches,
+    progress_bar,
+    row_keys,
+    rows_of,
+)
 from dropkit.uncertainty.result import MCResult
 
 
@@ -163,6 +170,7 @@ def mc_predict(
     min_samples: int | None = None,
     max_samples: int | None = None,
     seed: int | None = None,
+    row_ids: Any = None,
     consistent_masks: bool = False,
     keep_samples: bool = False,
     reuse_prefix: bool = True,
@@ -225,7 +233,23 @@ def mc_predict(
             ``min(10, max_samples)``, at least 2).
         max_samples: Cap for adaptive sampling (default ``samples``).
         seed: Base seed of the per-sample mask generators (``None``: drawn from
-            torch's global generator).
+            torch's global generator). Sites that draw from torch's global
+            generator (fused and eager attention, ``F.dropout`` in a custom
+            forward) run inside a forked global state seeded from
+            ``(seed, sample)``, so the same seed gives the same bits on one
+            machine and the caller's global generator does not move.
+        row_ids: One integer key per input row ``(N,)``, unique (default: the
+            row's position in the inputs, counted across the batches of an
+            iterable). With ``seed``, a row's masks at every row-keyed site
+            (``extras["row_keyed_sites"]``: torch's and dropkit's dropout
+            modules, timm's ``DropPath``, Hugging Face attention routed by
+            ``fast_dropout(model, attention=True)``) depend only on ``(seed,
+            sample, key, position within the row)``: not on the other rows,
+            the batch size, the strategy or the thread count, so
+            ``mc_predict(x[4:5], row_ids=[4], seed=s)`` repeats row 4 of
+            ``mc_predict(x, seed=s)`` up to rounding. Sites in
+            ``extras["global_rng_sites"]`` are reproduced by ``seed`` but
+            depend on the batch.
         consistent_masks: Sample ``s`` applies the same masks to every input of
             every batch (BatchBALD-style joint samples); every active site must
             be controllable (module sites, no fused attention dropout).
@@ -276,6 +300,7 @@ def mc_predict(
         keep_samples=keep_samples,
     )
     batches, total = iter_batches(inputs, batch_size)
+    keys = row_keys(row_ids, total)
     if targets is not None and total is not None and targets.shape[0] != total:
         raise _fail(
             ValueError,
@@ -308,7 +333,8 @@ def mc_predict(
             with engine.control:
                 offset = 0
                 for batch in batches:
-                    part, n = engine.predict_batch(batch, targets, offset)
+                    here = batch_keys(keys, offset, rows_of(batch))
+                    part, n = engine.predict_batch(batch, targets, offset, here)
                     parts.append(part)
                     offset += n
                     if bar is not None:
@@ -331,6 +357,14 @@ def mc_predict(
             f"targets with {offset} rows (one per input)",
             tuple(targets.shape),
             "Pass one target per input, in input order.",
+        )
+    if keys is not None and offset != keys.numel():
+        raise _fail(
+            ValueError,
+            WHERE,
+            f"{offset} row_ids (one per input)",
+            keys.numel(),
+            "Pass one key per input row, in input order.",
         )
     result = MCResult.concat(parts)
     result.extras = engine.extras()
