@@ -49,9 +49,16 @@ Design:
     - **Operators.** ``dropkit::seeded_dropout`` and its in-place twin are
       ``torch.library`` custom ops with a registered autograd formula and fake
       implementations, so ``torch.compile(fullgraph=True)`` traces them.
-      Outputs are contiguous (non-contiguous inputs are read in logical
-      order). Pass ``generator=None`` inside compiled code: a ``Generator``
-      object is not traceable.
+      Pass ``generator=None`` inside compiled code: a ``Generator`` object
+      is not traceable.
+    - **Layout.** Outputs have the memory layout ``torch.empty_like`` gives
+      (the input's strides when it is dense, e.g. ``channels_last``), as
+      ``F.dropout``'s do; masks follow the logical index whatever the
+      layout. Non-contiguous inputs, and the broadcast (stride-0) gradient
+      of ``y.sum()``, are read in place by the numba kernel, never copied.
+    - **Functorch.** Inside ``torch.func`` transforms (``vmap``, ``grad``)
+      PyTorch's Bernoulli sampler runs instead, so ``vmap``'s ``randomness``
+      modes behave as for ``F.dropout``.
 
 References:
     Srivastava et al., "Dropout: a simple way to prevent neural networks from
@@ -105,6 +112,17 @@ def _small() -> int:
     return SMALL if _backend("numba") is not None else SMALL_NO_NUMBA
 
 
+def _is_functorch_wrapped(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a functorch wrapper (inside ``vmap``, ``grad``, ``jvp``).
+
+    Always False while dynamo traces (it cannot trace the check, and compiled
+    code takes the custom-op path anyway).
+    """
+    if torch.compiler.is_compiling():
+        return False
+    return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
+
+
 def draw_seed(generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one 64-bit dropout seed as a 0-d int64 tensor (one ``torch.randint``).
 
@@ -136,7 +154,7 @@ def seeded_dropout(
 
     Shape:
         - Input: any.
-        - Output: same shape as input (contiguous unless ``inplace``).
+        - Output: same shape as input, in its memory layout.
 
     Returns:
         ``x * mask / (1 - effective_p(p))``.
@@ -222,9 +240,15 @@ def _drop(
         return x.mul_(0.0) if inplace else x * 0.0
     compiling = torch.compiler.is_compiling()
     # ``compiling`` first: _small() may import the numba module, which dynamo
-    # refuses to trace (the first dropout of a process inside compiled code)
-    if not compiling and x.numel() < _small() and x.device.type == "cpu":
+    # refuses to trace (the first dropout of a process inside compiled code).
+    # Under functorch transforms (vmap, grad) PyTorch's own sampler runs: it
+    # honours vmap's randomness modes, and the kernel's .item() cannot run.
+    if not compiling and (
+        (x.numel() < _small() and x.device.type == "cpu") or _is_functorch_wrapped(x)
+    ):
         q = _effective_p(p, precise)
+        if q == 0.0:  # a new tensor, as torch returns for any p > 0
+            return x.mul_(1.0) if inplace else x.clone()
         if generator is None:
             return F.dropout(x, q, True, inplace)
         mask = torch.empty_like(x).bernoulli_(1.0 - q, generator=generator).div_(1.0 - q)

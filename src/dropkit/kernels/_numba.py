@@ -126,6 +126,149 @@ def _dropout_chunks_inplace(x, c0, c1, base, k0, k1, t, scale, precise):  # type
         _chunk(x, x, c, base, k0, k1, t, scale, precise)
 
 
+@njit(cache=True, fastmath=False, nogil=True)
+def _dropout_strided(xf, of, shape, xst, ost, lst, start, stop, base, k0, k1, t, scale):  # type: ignore[no-untyped-def]
+    """Positions ``[start, stop)`` of an n-D loop over a strided ``x`` and ``out``.
+
+    ``xf`` / ``of`` are flat views of the storage from each tensor's first
+    element. ``shape`` and the element strides ``xst`` / ``ost`` / ``lst``
+    (``lst``: the logical, row-major index) describe the collapsed dims in
+    loop order, the innermost last (the smallest output stride, so memory is
+    walked in order). The multi-index carries over the outer dims. Mask bits
+    are those of the contiguous kernel: pair ``g >> 1``, half ``g & 1`` of
+    logical index ``g``; one hash serves a pair when the inner dim is
+    logically contiguous.
+    """
+    base, k0, k1, t = np.uint64(base), _U32(k0), _U32(k1), _U32(t)
+    zero = scale - scale
+    nd = shape.size
+    idx = np.zeros(nd, np.int64)
+    rem = start
+    for d in range(nd - 1, -1, -1):
+        idx[d] = rem % shape[d]
+        rem //= shape[d]
+    xo = 0
+    oo = 0
+    lo = 0
+    for d in range(nd):
+        xo += idx[d] * xst[d]
+        oo += idx[d] * ost[d]
+        lo += idx[d] * lst[d]
+    inner, sx, so, sl = shape[nd - 1], xst[nd - 1], ost[nd - 1], lst[nd - 1]
+    h = _U32(0)
+    i = start
+    while i < stop:
+        n = min(inner - idx[nd - 1], stop - i)
+        g0 = base + np.uint64(lo)
+        if sl == 1:
+            for k in range(n):
+                g = g0 + np.uint64(k)
+                if k == 0 or (g & _ONE) == 0:
+                    h = _word(g >> _ONE, k0, k1)
+                bits = (h >> _U32(16 * (g & _ONE))) & _M16
+                of[oo + k * so] = xf[xo + k * sx] * (scale if bits >= t else zero)
+        elif sx == 1 and so == 1:  # memory order (channels_last): unit-stride slices vectorise
+            xs, os_ = xf[xo : xo + n], of[oo : oo + n]
+            for k in range(n):
+                g = g0 + np.uint64(k * sl)
+                h = _word(g >> _ONE, k0, k1)
+                bits = (h >> _U32(16 * (g & _ONE))) & _M16
+                os_[k] = xs[k] * (scale if bits >= t else zero)
+        else:
+            for k in range(n):
+                g = g0 + np.uint64(k * sl)
+                h = _word(g >> _ONE, k0, k1)
+                bits = (h >> _U32(16 * (g & _ONE))) & _M16
+                of[oo + k * so] = xf[xo + k * sx] * (scale if bits >= t else zero)
+        i += n
+        idx[nd - 1] += n
+        xo += n * sx
+        oo += n * so
+        lo += n * sl
+        d = nd - 1
+        while d > 0 and idx[d] == shape[d]:  # carry into the next outer dim
+            xo -= shape[d] * xst[d]
+            oo -= shape[d] * ost[d]
+            lo -= shape[d] * lst[d]
+            idx[d] = 0
+            d -= 1
+            idx[d] += 1
+            xo += xst[d]
+            oo += ost[d]
+            lo += lst[d]
+
+
+def _flat(t: torch.Tensor) -> np.ndarray:
+    """A 1-D numpy view of ``t``'s storage from its first element to its last."""
+    span = 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))
+    return torch.as_strided(t.detach(), (span,), (1,), t.storage_offset()).numpy()
+
+
+def _loop_dims(x: torch.Tensor, out: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """``(size, x stride, out stride, logical stride)`` per dim, in loop order.
+
+    Size-1 dims are dropped, the rest ordered by decreasing output stride
+    (stable, so logical order breaks ties) and neighbours merged where one
+    run covers the next in all three index spaces.
+    """
+    logical, acc = [], 1
+    for n in reversed(x.shape):
+        logical.append(acc)
+        acc *= n
+    logical.reverse()
+    dims = [
+        (n, a, b, c) for n, a, b, c in zip(x.shape, x.stride(), out.stride(), logical) if n != 1
+    ] or [(1, 0, 0, 0)]
+    dims.sort(key=lambda d: -d[2])
+    merged = [dims[0]]
+    for n, a, b, c in dims[1:]:
+        pn, pa, pb, pc = merged[-1]
+        if pa == a * n and pb == b * n and pc == c * n:
+            merged[-1] = (pn * n, a, b, c)
+        else:
+            merged.append((n, a, b, c))
+    return merged
+
+
+def dropout_strided_(x: torch.Tensor, out: torch.Tensor, seed: int, t: int, base: int = 0) -> None:
+    """Write ``x * mask * scale`` into ``out`` for any strides of either (no copies).
+
+    Used for non-contiguous inputs or outputs (``channels_last``, transposed,
+    sliced, broadcast with stride 0 such as the gradient of ``y.sum()``); the
+    mask is the contiguous kernel's, a function of the logical index only.
+    ``out`` must not overlap itself or ``x``. When everything collapses to
+    one logically contiguous dim (a broadcast scalar into a fresh output, a
+    1-D slice), the chunked kernel runs on 1-D strided views, with bulk page
+    population of ``out``.
+    """
+    k0, k1 = _hash.keys(seed)
+    n = x.numel()
+    dims = _loop_dims(x, out)
+    xf, of = _flat(x), _flat(out)
+    scale = _scale(t, xf.dtype, False)
+    workers = max(1, min(torch.get_num_threads(), n // PARALLEL_MIN))
+    if len(dims) == 1 and dims[0][3] == 1:
+        _, sx, so, _ = dims[0]
+        xs = np.lib.stride_tricks.as_strided(xf, (n,), (sx * xf.itemsize,))
+        os_ = np.lib.stride_tricks.as_strided(of, (n,), (so * of.itemsize,))
+        chunks = (n + CHUNK - 1) // CHUNK
+        workers = min(workers, chunks)
+        edges = [chunks * w // workers for w in range(workers + 1)]
+        fill = _work if so == 1 and _memory.worth(os_.nbytes) else _dropout_chunks
+        args = (base, k0, k1, t, scale, False)
+        run_split(fill, [(xs, os_, lo, hi, *args) for lo, hi in zip(edges[:-1], edges[1:])])
+        return
+    arrays = [np.array([d[j] for d in dims], np.int64) for j in range(4)]
+    edges = [n * w // workers for w in range(workers + 1)]
+    run_split(
+        _dropout_strided,
+        [
+            (xf, of, *arrays, lo, hi, base, k0, k1, t, scale)
+            for lo, hi in zip(edges[:-1], edges[1:])
+        ],
+    )
+
+
 def _work(x: np.ndarray, out: np.ndarray, c0: int, c1: int, *args: object) -> None:
     """One worker's share: map its part of a fresh output, then fill it."""
     stop = min(c1 * CHUNK, out.size)

@@ -144,15 +144,48 @@ def apply_(x: Tensor, out: Tensor, seed: int, p: float, precise: bool = False) -
     _run(x.contiguous(), out, seed, _hash.threshold(p, precise), precise)
 
 
+def _apply_strided(x: Tensor, out: Tensor, seed: int, p: float) -> None:
+    """:func:`apply_` for a non-contiguous ``x`` or ``out`` (fresh, not overlapping).
+
+    The numba kernel reads and writes the strides directly (float32/float64;
+    half precision through one float32 buffer in ``out``'s layout); the other
+    backends compute into a contiguous buffer first.
+    """
+    if x.numel() == 0:
+        return
+    if p >= 1.0:
+        torch.mul(x, 0.0, out=out)
+        return
+    numba_kernel = _backend("numba") if x.device.type == "cpu" else None
+    t = _hash.threshold(p)
+    if numba_kernel is not None:
+        if x.dtype in _CPU_DTYPES:
+            numba_kernel.dropout_strided_(x, out, seed, t)
+        else:  # half precision: float32 compute, one rounding, like torch
+            buf = torch.empty_like(out, dtype=torch.float32)
+            numba_kernel.dropout_strided_(x.float(), buf, seed, t)
+            out.copy_(buf)
+        return
+    if out.is_contiguous():
+        apply_(x, out, seed, p)  # reads x through one .contiguous() copy
+        return
+    buf = x.contiguous()
+    apply_(buf, buf, seed, p)
+    out.copy_(buf)
+
+
 def dropout(x: Tensor, seed: int, p: float) -> Tensor:
-    """Out-of-place seeded dropout without autograd; the output is contiguous."""
-    if not x.is_contiguous():
-        # .contiguous() already made a private copy: drop out in place on it
-        out = x.contiguous()
-        apply_(out, out, seed, p)
-        return out
-    out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    apply_(x, out, seed, p)
+    """Out-of-place seeded dropout without autograd, in ``torch.empty_like``'s layout.
+
+    The output keeps ``x``'s strides when ``x`` is dense (``channels_last``,
+    permuted) and is dense in ``x``'s dimension order otherwise (slices,
+    broadcast gradients), like ``x * mask`` in PyTorch.
+    """
+    out = torch.empty_like(x)
+    if x.is_contiguous() and out.is_contiguous():
+        apply_(x, out, seed, p)
+    else:
+        _apply_strided(x, out, seed, p)
     return out
 
 
@@ -211,13 +244,13 @@ class EagerDropoutInplace(torch.autograd.Function):
 
 @torch.library.custom_op("dropkit::seeded_dropout", mutates_args=())
 def seeded_dropout_op(x: Tensor, seed: Tensor, p: float) -> Tensor:
-    """Return ``x * mask(seed, p) / (1 - effective_p)`` as a new contiguous tensor."""
+    """Return ``x * mask(seed, p) / (1 - effective_p)`` as a new tensor (``x``'s layout)."""
     return dropout(x, int(seed.item()), p)
 
 
 @seeded_dropout_op.register_fake
 def _(x: Tensor, seed: Tensor, p: float) -> Tensor:
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    return torch.empty_like(x)
 
 
 def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: Tensor) -> None:
