@@ -78,8 +78,8 @@ FUNCTIONALS = [
     ("dropout1d", lambda p: DF.dropout1d(torch.ones(2, 2), p), "[0, 1]"),
     ("dropout2d", lambda p: DF.dropout2d(torch.ones(2, 2, 2), p), "[0, 1]"),
     ("dropout3d", lambda p: DF.dropout3d(torch.ones(2, 2, 2, 2), p), "[0, 1]"),
-    ("alpha_dropout", lambda p: DF.alpha_dropout(torch.ones(2), p), "[0, 1)"),
-    ("feature_alpha_dropout", lambda p: DF.feature_alpha_dropout(torch.ones(2, 2), p), "[0, 1)"),
+    ("alpha_dropout", lambda p: DF.alpha_dropout(torch.ones(2), p), "[0, 1]"),
+    ("feature_alpha_dropout", lambda p: DF.feature_alpha_dropout(torch.ones(2, 2), p), "[0, 1]"),
     ("gaussian_dropout", lambda p: DF.gaussian_dropout(torch.ones(2), p), "[0, 1)"),
     ("locked_dropout", lambda p: DF.locked_dropout(torch.ones(2, 2, 2), p), "[0, 1]"),
     (
@@ -111,8 +111,8 @@ def test_functionals_reject_bad_p(where, call, interval):
 
 RANK_ERRORS = [
     (dn.Dropout1d(), (2, 3, 4, 5), "a 2-D or 3-D input (C, L) or (N, C, L)"),
-    (dn.Dropout2d(), (2, 3), "a 3-D or 4-D input (C, H, W) or (N, C, H, W)"),
-    (dn.Dropout2d(), (1, 2, 3, 4, 5), "a 3-D or 4-D input (C, H, W) or (N, C, H, W)"),
+    (dn.Dropout2d(), (2, 3), "a 3-D or 4-D input (N, C, H, W) or (N, C, L)"),
+    (dn.Dropout2d(), (1, 2, 3, 4, 5), "a 3-D or 4-D input (N, C, H, W) or (N, C, L)"),
     (dn.Dropout3d(), (2, 3, 4), "a 4-D or 5-D input (C, D, H, W) or (N, C, D, H, W)"),
     (dn.LockedDropout(), (4, 5), "a 3-D input (L, N, C)"),
     (dn.LockedDropout(batch_first=True), (2, 3, 4, 5), "a 3-D input (N, L, C)"),

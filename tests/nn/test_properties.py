@@ -23,7 +23,7 @@ def _shape(rank: int, low: int = 1):
 _RANKS = {
     "dropout": (1, 4),
     "dropout1d": (2, 3),
-    "dropout2d": (3, 4),
+    "dropout2d": (4, 4),  # 3-D input warns (read as (N, C, L), as torch.nn.Dropout2d)
     "dropout3d": (4, 5),
     "alpha": (1, 4),
     "feature_alpha": (2, 4),

@@ -65,7 +65,6 @@ def test_dropout_p_one_returns_zeros():
         (dn.Dropout1d, (8, 32, 5)),
         (dn.Dropout1d, (32, 5)),
         (dn.Dropout2d, (8, 32, 4, 3)),
-        (dn.Dropout2d, (32, 4, 3)),
         (dn.Dropout3d, (8, 32, 2, 3, 2)),
         (dn.Dropout3d, (32, 2, 3, 2)),
     ],
@@ -77,6 +76,18 @@ def test_spatial_masks_are_constant_over_positions(cls, shape):
     per_channel = ratio.reshape(*shape[: len(shape) - spatial], -1)
     assert torch.equal(per_channel, per_channel[..., :1].expand_as(per_channel))
     assert (per_channel[..., 0] == 0).any() and (per_channel[..., 0] != 0).any()
+
+
+def test_dropout2d_reads_3d_input_as_n_c_l_with_torchs_warning():
+    # torch.nn.Dropout2d's historical reading: one draw per (N, C), constant over L
+    x = torch.rand(16, 32, 7) + 0.5
+    with pytest.warns(UserWarning, match=r"^dropout2d: Received a 3D input") as ours:
+        ratio = dn.Dropout2d(0.5, generator=gen(0))(x) / x
+    with pytest.warns(UserWarning) as theirs:
+        nn.Dropout2d(0.5)(x)
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    assert torch.equal(ratio, ratio[..., :1].expand_as(ratio))
+    assert not torch.equal(ratio[0, :, 0], ratio[1, :, 0])  # per sample, not shared over N
 
 
 # --- locked ----------------------------------------------------------------------------

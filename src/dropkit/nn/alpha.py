@@ -19,11 +19,19 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from dropkit._registry import register_dropout
-from dropkit._validation import _fail, check_generator, check_p
-from dropkit.kernels import draw_mask
-from dropkit.nn._base import DropoutBase, check_tensor
+from dropkit._validation import _fail, check_flags, check_generator, check_p
+from dropkit.kernels import _is_functorch_wrapped, draw_mask
+from dropkit.nn._base import (
+    DropoutBase,
+    DropoutShapeError,
+    check_droppable,
+    check_is_tensor,
+    drop_all,
+)
 
 #: SELU constants (Klambauer et al. 2017, eq. 14).
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -36,15 +44,21 @@ def alpha_coefficients(p: float) -> tuple[float, float]:
     """Return the affine correction ``(a, b)`` of alpha dropout at rate ``p``.
 
     Args:
-        p: Drop probability in ``[0, 1)``.
+        p: Drop probability in ``[0, 1)`` (at ``p = 1`` the correction is
+            infinite; the layers then return zeros, as torch's do).
 
     Returns:
         ``a = ((1 - p)(1 + p alpha'^2))^(-1/2)`` and ``b = -a alpha' p``.
+
+    Raises:
+        TypeError: If ``p`` is not a float.
+        ValueError: If ``p`` is NaN or outside ``[0, 1)``.
 
     Example:
         >>> [round(c, 4) for c in alpha_coefficients(0.1)]
         [0.9213, 0.162]
     """
+    p = check_p("alpha_coefficients", p)
     a = 1.0 / math.sqrt((1.0 - p) * (1.0 + p * ALPHA_PRIME**2))
     return a, -a * ALPHA_PRIME * p
 
@@ -58,28 +72,39 @@ def _alpha(
     generator: torch.Generator | None,
     feature: bool,
 ) -> torch.Tensor:
-    p = check_p(where, p)
+    p = check_p(where, p, allow_one=True)
     check_generator(where, generator)
-    check_tensor(where, x)
+    check_flags(where, training=training, inplace=inplace)
+    check_is_tensor(where, x)
+    # torch's order: identity, then p == 1 gives zeros, then the rank and
+    # dtype checks of an actual draw
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    if p == 1.0:
+        return drop_all(x, inplace)
     if feature and x.dim() < 2:
         raise _fail(
-            ValueError,
+            DropoutShapeError,
             where,
             "an input of 2 or more dims (N, C, *)",
             tuple(x.shape),
             "Add the batch and channel dims, or use AlphaDropout for element-wise dropout.",
         )
-    if not training or p == 0.0:
-        return x
+    check_droppable(where, x)
+    if _is_functorch_wrapped(x):  # vmap / grad: torch's sampler honours randomness=
+        fn = torch.feature_alpha_dropout if feature else torch.alpha_dropout
+        fn_ = torch.feature_alpha_dropout_ if feature else torch.alpha_dropout_
+        return fn_(x, p, True) if inplace else fn(x, p, True)
     # feature variant: one draw per (sample, channel), broadcast over the rest
     shape = (*x.shape[:2], *([1] * (x.dim() - 2))) if feature else tuple(x.shape)
     keep = (draw_mask(shape, p, like=x, generator=generator) != 0).to(x.dtype)
     a, b = alpha_coefficients(p)
     scale = keep * a  # a where kept, 0 where dropped
     shift = (1.0 - keep) * (a * ALPHA_PRIME) + b  # b where kept, a*alpha'+b where dropped
+    # x first: the product takes x's memory layout (channels_last stays so)
     if inplace:
         return x.mul_(scale).add_(shift)
-    return torch.addcmul(shift, x, scale)
+    return (x * scale).add_(shift)
 
 
 def alpha_dropout(
@@ -96,7 +121,7 @@ def alpha_dropout(
 
     Args:
         x: Input, ideally SELU activations (mean 0, variance 1).
-        p: Drop probability in ``[0, 1)``.
+        p: Drop probability in ``[0, 1]``; ``p = 1`` returns zeros (as torch).
         training: Apply dropout; identity when ``False``.
         inplace: Write the result into ``x``.
         generator: Optional ``torch.Generator``.
@@ -110,7 +135,7 @@ def alpha_dropout(
 
     Raises:
         TypeError: If ``p`` is not a float.
-        ValueError: If ``p`` is outside ``[0, 1)``.
+        ValueError: If ``p`` is outside ``[0, 1]``.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -132,7 +157,7 @@ def feature_alpha_dropout(
 
     Args:
         x: Input ``(N, C, *)``.
-        p: Drop probability in ``[0, 1)``.
+        p: Drop probability in ``[0, 1]``; ``p = 1`` returns zeros (as torch).
         training: Apply dropout; identity when ``False``.
         inplace: Write the result into ``x``.
         generator: Optional ``torch.Generator``.
@@ -146,7 +171,9 @@ def feature_alpha_dropout(
 
     Raises:
         TypeError: If ``p`` is not a float.
-        ValueError: If ``p`` is outside ``[0, 1)`` or ``x`` has fewer than 2 dims.
+        ValueError: If ``p`` is outside ``[0, 1]``, or ``x`` has fewer than 2
+            dims when dropping (a :class:`~dropkit.nn._base.DropoutShapeError`,
+            also the ``RuntimeError`` torch raises).
 
     Example:
         >>> feature_alpha_dropout(torch.zeros(2, 3, 4), 0.2, training=False).shape
@@ -156,14 +183,15 @@ def feature_alpha_dropout(
 
 
 @register_dropout("alpha")
-class AlphaDropout(DropoutBase):
+class AlphaDropout(DropoutBase, nn.AlphaDropout):
     """Alpha dropout for SELU networks (element-wise).
 
     Keeps the self-normalising property: standard normal input gives output of
     mean 0 and variance 1. Use it instead of ``Dropout`` after ``nn.SELU``.
+    A subclass of ``torch.nn.AlphaDropout``; ``p = 1`` gives zeros, as there.
 
     Args:
-        p: Drop probability in ``[0, 1)``.
+        p: Drop probability in ``[0, 1]``.
         inplace: Write the result into the input.
         generator: Optional ``torch.Generator``.
 
@@ -177,22 +205,26 @@ class AlphaDropout(DropoutBase):
     """
 
     kind = "alpha"
+    allow_one = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Apply the variant to the input (see the class docstring)."""
+        if torch.jit.is_scripting():
+            return F.alpha_dropout(input, self.p, self.training, self.inplace)
         where = type(self).__name__
-        return _alpha(where, x, self.p, self.training, self.inplace, self.generator, False)
+        return _alpha(where, input, self.p, self.training, self.inplace, self.generator, False)
 
 
 @register_dropout("feature_alpha")
-class FeatureAlphaDropout(DropoutBase):
+class FeatureAlphaDropout(DropoutBase, nn.FeatureAlphaDropout):
     """Channel-wise alpha dropout for SELU convolutional networks.
 
     Whole channels are set to ``alpha'``; the affine correction keeps mean 0 and
-    variance 1 as in :class:`AlphaDropout`.
+    variance 1 as in :class:`AlphaDropout`. A subclass of
+    ``torch.nn.FeatureAlphaDropout``; ``p = 1`` gives zeros, as there.
 
     Args:
-        p: Drop probability in ``[0, 1)``.
+        p: Drop probability in ``[0, 1]``.
         inplace: Write the result into the input.
         generator: Optional ``torch.Generator``.
 
@@ -206,8 +238,11 @@ class FeatureAlphaDropout(DropoutBase):
     """
 
     kind = "alpha"
+    allow_one = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Apply the variant to the input (see the class docstring)."""
+        if torch.jit.is_scripting():
+            return F.feature_alpha_dropout(input, self.p, self.training, self.inplace)
         where = type(self).__name__
-        return _alpha(where, x, self.p, self.training, self.inplace, self.generator, True)
+        return _alpha(where, input, self.p, self.training, self.inplace, self.generator, True)

@@ -10,11 +10,35 @@ References:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from dropkit._registry import register_dropout
-from dropkit._validation import check_generator, check_p
+from dropkit._validation import check_flags, check_generator, check_p
 from dropkit.kernels import bernoulli_dropout
-from dropkit.nn._base import DropoutBase, check_tensor
+from dropkit.nn._base import DropoutBase, check_droppable, check_is_tensor, drop_all
+
+
+def _dropout(
+    where: str,
+    x: torch.Tensor,
+    p: float,
+    training: bool,
+    inplace: bool,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    p = check_p(where, p, allow_one=True)
+    check_generator(where, generator)
+    check_flags(where, training=training, inplace=inplace)
+    check_is_tensor(where, x)
+    # torch.nn.Dropout's order: identity (the input object itself) first,
+    # then p == 1 (any dtype), and only a real mask needs a floating dtype
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    if p == 1.0:
+        return drop_all(x, inplace)
+    check_droppable(where, x)
+    return bernoulli_dropout(x, p, inplace=inplace, generator=generator)
 
 
 def dropout(
@@ -45,10 +69,18 @@ def dropout(
         - Output: same shape as input.
 
     Returns:
-        The dropped-out tensor (``x`` itself when not training or ``p == 0``).
+        The dropped-out tensor in the memory layout of ``x`` (``x`` itself
+        when not training, ``p == 0`` or ``x`` is empty, as in torch; a new
+        tensor for any other ``p``, even one that quantises to 0, unless
+        ``inplace``).
 
     Raises:
-        TypeError: If ``p`` is not a float or ``x`` is not a floating tensor.
+        TypeError: If ``p`` is not a float or ``x`` is not a tensor; in
+            training with ``0 < p < 1``, if ``x`` is not a real floating
+            tensor (a :class:`~dropkit.nn._base.DropoutDTypeError`, also a
+            ``RuntimeError``, or for complex ``x`` a
+            :class:`~dropkit.nn._base.DropoutComplexError`, also a
+            ``NotImplementedError``, as torch raises).
         ValueError: If ``p`` is outside ``[0, 1]`` or NaN.
 
     Example:
@@ -58,23 +90,22 @@ def dropout(
         >>> dropout(torch.ones(3), p=0.5, training=False)
         tensor([1., 1., 1.])
     """
-    p = check_p("dropout", p, allow_one=True)
-    check_generator("dropout", generator)
-    check_tensor("dropout", x)
-    if not training or p == 0.0:
-        return x
-    return bernoulli_dropout(x, p, inplace=inplace, generator=generator)
+    return _dropout("dropout", x, p, training, inplace, generator)
 
 
 @register_dropout("dropout")
-class Dropout(DropoutBase):
+class Dropout(DropoutBase, nn.Dropout):
     """Inverted Bernoulli dropout; a drop-in replacement for ``torch.nn.Dropout``.
 
-    Same constructor (``p=0.5, inplace=False``), same ``repr`` fields, and an
+    A subclass of ``torch.nn.Dropout`` (tools that find dropout by type find
+    it), with the same constructor (``p=0.5, inplace=False``), ``repr`` and
     empty ``state_dict``, so models saved with ``torch.nn.Dropout`` load into
-    models built with this class and back. Adds an optional ``generator`` and
-    validates ``p`` on every assignment. Use it wherever ``nn.Dropout`` fits:
-    after activations of dense layers, on embeddings, before classifiers.
+    models built with this class and back. Outputs keep the input's memory
+    layout. Adds an optional ``generator`` and validates ``p`` on every
+    assignment. Under ``torch.jit.script`` it runs ``F.dropout`` (TorchScript
+    cannot compile the kernel); the README lists every difference from
+    torch's layer. Use it wherever ``nn.Dropout`` fits: after activations of
+    dense layers, on embeddings, before classifiers.
 
     Args:
         p: Drop probability in ``[0, 1]``.
@@ -96,6 +127,9 @@ class Dropout(DropoutBase):
     kind = "element"
     allow_one = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Apply the variant to the input (see the class docstring)."""
-        return dropout(x, self.p, self.training, self.inplace, self.generator)
+        if torch.jit.is_scripting():
+            return F.dropout(input, self.p, self.training, self.inplace)
+        where = type(self).__name__
+        return _dropout(where, input, self.p, self.training, self.inplace, self.generator)

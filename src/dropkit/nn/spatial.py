@@ -10,18 +10,57 @@ References:
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from dropkit._registry import register_dropout
-from dropkit._validation import check_generator, check_p, check_rank
-from dropkit.kernels import draw_mask
-from dropkit.nn._base import DropoutBase, check_tensor
+from dropkit._validation import check_flags, check_generator, check_p
+from dropkit.kernels import _is_functorch_wrapped, draw_mask
+from dropkit.nn._base import (
+    DropoutBase,
+    check_droppable,
+    check_is_tensor,
+    check_rank,
+    drop_all,
+)
 
 _LAYOUTS = {
     1: "(C, L) or (N, C, L)",
-    2: "(C, H, W) or (N, C, H, W)",
+    2: "(N, C, H, W) or (N, C, L)",
     3: "(C, D, H, W) or (N, C, D, H, W)",
 }
+#: The warning ``torch.nn.Dropout2d`` gives for a 3-D input, word for word.
+DROPOUT2D_3D_WARNING = (
+    "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise "
+    "1D dropout behavior is desired - input is interpreted as shape (N, C, L), where C "
+    "is the channel dim. This behavior will change in a future release to interpret the "
+    "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
+    "channel-wise dropout behavior, please switch to using dropout1d instead."
+)
+
+
+def _feature_dropout(
+    x: torch.Tensor,
+    p: float,
+    training: bool,
+    inplace: bool,
+    generator: torch.Generator | None,
+    where: str,
+) -> torch.Tensor:
+    """One keep draw per ``(N, C)`` of a batched ``x``, broadcast over the rest."""
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    if p == 1.0:
+        return drop_all(x, inplace)
+    check_droppable(where, x)
+    if _is_functorch_wrapped(x):  # vmap / grad: torch's sampler honours randomness=
+        return torch.feature_dropout_(x, p, True) if inplace else torch.feature_dropout(x, p, True)
+    mask = draw_mask((*x.shape[:2], *([1] * (x.dim() - 2))), p, like=x, generator=generator)
+    # x first: the product takes x's memory layout (channels_last stays so)
+    return x.mul_(mask) if inplace else x * mask
 
 
 def _channel_dropout(
@@ -35,14 +74,20 @@ def _channel_dropout(
 ) -> torch.Tensor:
     p = check_p(where, p, allow_one=True)
     check_generator(where, generator)
-    check_tensor(where, x)
+    check_flags(where, training=training, inplace=inplace)
+    check_is_tensor(where, x)
     check_rank(where, x, (spatial + 1, spatial + 2), _LAYOUTS[spatial])
-    if not training or p == 0.0:
-        return x
-    # one keep draw per (sample, channel), broadcast over the spatial dims
-    lead = x.shape[: x.dim() - spatial]  # (C,) unbatched or (N, C)
-    mask = draw_mask((*lead, *([1] * spatial)), p, like=x, generator=generator)
-    return x.mul_(mask) if inplace else x * mask
+    if spatial == 2:
+        # torch.nn.Dropout2d's historical reading of 3-D input: (N, C, L)
+        if x.dim() == 3:
+            warnings.warn(DROPOUT2D_3D_WARNING, UserWarning, stacklevel=3)
+        return _feature_dropout(x, p, training, inplace, generator, where)
+    if x.dim() == spatial + 2:
+        return _feature_dropout(x, p, training, inplace, generator, where)
+    # unbatched: as torch, through a (1, C, ...) view; the result is a view
+    # of the input (in place: the input itself)
+    out = _feature_dropout(x.unsqueeze(0), p, training, inplace, generator, where)
+    return x if inplace else out.squeeze(0)
 
 
 def dropout1d(
@@ -71,7 +116,9 @@ def dropout1d(
         The dropped-out tensor.
 
     Raises:
-        ValueError: If ``x`` is not 2-D or 3-D, or ``p`` is out of range.
+        ValueError: If ``x`` is not 2-D or 3-D (a
+            :class:`~dropkit.nn._base.DropoutShapeError`, also the
+            ``RuntimeError`` torch raises), or ``p`` is out of range.
         TypeError: If ``p`` is not a float.
 
     Example:
@@ -90,24 +137,27 @@ def dropout2d(
 ) -> torch.Tensor:
     """Zero whole channels of a 2-D feature map with probability ``p``.
 
-    Survivors are scaled by ``1/(1-p)``. See :class:`Dropout2d`.
+    Survivors are scaled by ``1/(1-p)``. See :class:`Dropout2d` (a 3-D input
+    is read as ``(N, C, L)``, with torch's warning).
 
     Args:
-        x: Input, batched ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        x: Input, ``(N, C, H, W)`` or ``(N, C, L)``.
         p: Drop probability in ``[0, 1]``.
         training: Apply dropout; identity when ``False``.
         inplace: Write the result into ``x``.
         generator: Optional ``torch.Generator``.
 
     Shape:
-        - Input: ``(N, C, H, W)`` or ``(C, H, W)``.
+        - Input: ``(N, C, H, W)`` or ``(N, C, L)``.
         - Output: same shape as input.
 
     Returns:
         The dropped-out tensor.
 
     Raises:
-        ValueError: If ``x`` is not 3-D or 4-D, or ``p`` is out of range.
+        ValueError: If ``x`` is not 3-D or 4-D (a
+            :class:`~dropkit.nn._base.DropoutShapeError`, also a
+            ``RuntimeError``), or ``p`` is out of range.
         TypeError: If ``p`` is not a float.
 
     Example:
@@ -145,7 +195,9 @@ def dropout3d(
         The dropped-out tensor.
 
     Raises:
-        ValueError: If ``x`` is not 4-D or 5-D, or ``p`` is out of range.
+        ValueError: If ``x`` is not 4-D or 5-D (a
+            :class:`~dropkit.nn._base.DropoutShapeError`, also a
+            ``RuntimeError``), or ``p`` is out of range.
         TypeError: If ``p`` is not a float.
 
     Example:
@@ -160,8 +212,7 @@ class _SpatialDropout(DropoutBase):
     allow_one = True
     spatial = 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the variant to the input (see the class docstring)."""
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return _channel_dropout(
             type(self).__name__,
             x,
@@ -174,12 +225,12 @@ class _SpatialDropout(DropoutBase):
 
 
 @register_dropout("dropout1d")
-class Dropout1d(_SpatialDropout):
+class Dropout1d(_SpatialDropout, nn.Dropout1d):
     """Channel dropout for 1-D feature maps (sequences after ``Conv1d``).
 
     Each channel of each sample is zeroed with probability ``p`` for all its
     positions; survivors are scaled by ``1/(1-p)``. Accepts batched and
-    unbatched input like ``torch.nn.Dropout1d``.
+    unbatched input like ``torch.nn.Dropout1d``, and subclasses it.
 
     Args:
         p: Drop probability in ``[0, 1]``.
@@ -197,16 +248,24 @@ class Dropout1d(_SpatialDropout):
 
     spatial = 1
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Apply the variant to the input (see the class docstring)."""
+        if torch.jit.is_scripting():
+            return F.dropout1d(input, self.p, self.training, self.inplace)
+        return self._forward(input)
+
 
 @register_dropout("dropout2d")
-class Dropout2d(_SpatialDropout):
+class Dropout2d(_SpatialDropout, nn.Dropout2d):
     """Channel dropout for 2-D feature maps (after ``Conv2d``).
 
     Each channel of each sample is zeroed with probability ``p`` over all of
     ``H, W``; survivors are scaled by ``1/(1-p)``. Use it in convolutional
-    networks where element dropout is too weak. A 3-D input is an unbatched
-    ``(C, H, W)`` map (``torch.nn.Dropout2d`` instead warns and treats it as
-    ``(N, C, L)``; use :class:`Dropout1d` for that layout).
+    networks where element dropout is too weak. A subclass of
+    ``torch.nn.Dropout2d`` that behaves like it: a 3-D input is read as
+    ``(N, C, L)`` with torch's warning (for an unbatched ``(C, H, W)`` map,
+    add the batch dim with ``x[None]``); other ranks, which torch only warns
+    about, raise.
 
     Args:
         p: Drop probability in ``[0, 1]``.
@@ -214,7 +273,7 @@ class Dropout2d(_SpatialDropout):
         generator: Optional ``torch.Generator``.
 
     Shape:
-        - Input: ``(N, C, H, W)`` or ``(C, H, W)``.
+        - Input: ``(N, C, H, W)`` or ``(N, C, L)``.
         - Output: same shape as input.
 
     Example:
@@ -224,13 +283,20 @@ class Dropout2d(_SpatialDropout):
 
     spatial = 2
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Apply the variant to the input (see the class docstring)."""
+        if torch.jit.is_scripting():
+            return F.dropout2d(input, self.p, self.training, self.inplace)
+        return self._forward(input)
+
 
 @register_dropout("dropout3d")
-class Dropout3d(_SpatialDropout):
+class Dropout3d(_SpatialDropout, nn.Dropout3d):
     """Channel dropout for 3-D feature maps (after ``Conv3d``).
 
     Each channel of each sample is zeroed with probability ``p`` over all of
-    ``D, H, W``; survivors are scaled by ``1/(1-p)``.
+    ``D, H, W``; survivors are scaled by ``1/(1-p)``. A subclass of
+    ``torch.nn.Dropout3d``.
 
     Args:
         p: Drop probability in ``[0, 1]``.
@@ -247,3 +313,9 @@ class Dropout3d(_SpatialDropout):
     """
 
     spatial = 3
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Apply the variant to the input (see the class docstring)."""
+        if torch.jit.is_scripting():
+            return F.dropout3d(input, self.p, self.training, self.inplace)
+        return self._forward(input)
