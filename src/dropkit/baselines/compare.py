@@ -16,7 +16,14 @@ Cost columns (prediction on the test set only; training is the user's):
   dispatch mode (see ``dropkit.baselines._cost``); ``None`` if disabled.
 * ``parameters``: scalars held at prediction (all ensemble members; for Laplace
   the model plus the last-layer posterior size).
-* ``fit_time_s``: post-hoc fitting (Laplace Hessian and prior, temperature).
+* ``fit_time_s``: post-hoc fitting (Laplace Hessian and prior, temperature;
+  for ``hmc`` the sampling time).
+
+With ``"hmc"`` among the methods (full-batch NUTS, :class:`~dropkit.baselines.HMC`),
+every report also holds ``reference``: its distance to the HMC predictive on the
+test inputs, ``top1_agreement`` and ``total_variation`` (and the same after
+temperature scaling, ``calibrated.*``, when ``val`` is given); see
+:mod:`dropkit.metrics.agreement`.
 
 References:
     Gal, Ghahramani (2016). Dropout as a Bayesian approximation. ICML.
@@ -27,17 +34,18 @@ References:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from dropkit._validation import check_choice, check_int, check_module
+from dropkit._validation import _fail, check_bool, check_choice, check_int, check_module
 from dropkit.baselines._common import count_parameters
 from dropkit.baselines._cost import measure
 from dropkit.baselines.ensemble import DeepEnsemble
+from dropkit.baselines.hmc import HMC
 from dropkit.baselines.laplace import LastLayerLaplace
 from dropkit.baselines.softmax import softmax_predict
 from dropkit.baselines.temperature import TemperatureScaling
@@ -51,10 +59,12 @@ from dropkit.metrics import (
     fpr_at_tpr,
     nll,
     ood_scores,
+    top1_agreement,
+    total_variation,
 )
 from dropkit.uncertainty.result import MCResult
 
-METHODS = ("softmax", "mc_dropout", "ensemble", "laplace")
+METHODS = ("softmax", "mc_dropout", "ensemble", "laplace", "hmc")
 WHERE = "compare_uncertainty"
 
 
@@ -77,6 +87,7 @@ class MethodReport:
     shifted: dict[str, float] = field(default_factory=dict)
     temperature: float | None = None
     calibrated: dict[str, float] = field(default_factory=dict)
+    reference: dict[str, float] = field(default_factory=dict)
 
     def row(self) -> dict[str, Any]:
         """A flat dict (nested metrics become ``ood.<score>.<metric>`` keys)."""
@@ -147,6 +158,7 @@ def compare_uncertainty(
     seed: int = 0,
     batch_size: int | None = None,
     measure_memory: bool = True,
+    hmc: HMC | None = None,
 ) -> Comparison:
     """Run the rival methods on one protocol and report quality and cost.
 
@@ -159,7 +171,7 @@ def compare_uncertainty(
         val: Validation ``(inputs, labels)`` for temperature scaling.
         train: Training ``(inputs, labels)``, required by Laplace.
         ensemble: A :class:`DeepEnsemble` or list of trained models.
-        methods: Subset of ``softmax``, ``mc_dropout``, ``ensemble``,
+        methods: One name or a subset of ``softmax``, ``mc_dropout``, ``ensemble``,
             ``laplace``; default: every method whose inputs were given.
         samples: MC-dropout samples.
         laplace_predictive: ``"probit"`` or ``"mc"`` (``samples`` draws).
@@ -167,6 +179,9 @@ def compare_uncertainty(
         seed: Seed of the MC masks and Laplace draws.
         batch_size: Chunk size for the forward passes.
         measure_memory: Run each prediction a second time to measure memory.
+        hmc: The :class:`HMC` reference for method ``"hmc"`` (fitted on
+            ``train`` here unless already fitted); default: ``HMC(model,
+            "classification")`` with its default settings.
 
     Shape:
         - test / val / train / shifted inputs: ``(N, ...)``; labels ``(N,)``.
@@ -177,7 +192,8 @@ def compare_uncertainty(
 
     Raises:
         ValueError: If a requested method lacks what it needs (``ensemble``
-            without members, ``laplace`` without ``train``) or names are unknown.
+            without members, ``laplace`` or an unfitted ``hmc`` without
+            ``train``) or names are unknown.
     """
     check_module(WHERE, model)
     x_test, y_test = _pair("test", test)
@@ -186,7 +202,18 @@ def compare_uncertainty(
         methods = ["softmax", "mc_dropout"]
         methods += ["ensemble"] if ensemble is not None else []
         methods += ["laplace"] if train is not None else []
-    chosen = [check_choice(WHERE, m, "methods[i]", METHODS) for m in methods]
+    # a single name is one method, not its characters
+    names = [methods] if isinstance(methods, str) else methods
+    if not isinstance(names, Iterable):
+        raise _fail(
+            TypeError,
+            WHERE,
+            "methods to be a method name or a list of names",
+            methods,
+            f"Pass e.g. methods=['softmax', 'mc_dropout'] from {', '.join(METHODS)}.",
+        )
+    chosen = [check_choice(WHERE, m, "methods[i]", METHODS) for m in names]
+    check_bool(WHERE, measure_memory, "measure_memory")
     if "ensemble" in chosen and ensemble is None:
         raise ValueError(
             f"{WHERE}: expected ensemble= with method 'ensemble', but got None. "
@@ -197,6 +224,8 @@ def compare_uncertainty(
             f"{WHERE}: expected train=(inputs, labels) with method 'laplace', but got None. "
             "Laplace fits its posterior on the training data."
         )
+    if "hmc" in chosen:
+        hmc = _fitted_hmc(model, hmc, train)
     ens = ensemble if isinstance(ensemble, DeepEnsemble) or ensemble is None else None
     if ensemble is not None and ens is None:
         ens = DeepEnsemble(list(ensemble))  # type: ignore[arg-type]
@@ -204,11 +233,20 @@ def compare_uncertainty(
     shift_pair = None if shifted is None else _pair("shifted", shifted)
 
     reports = []
+    predicted: dict[str, tuple[Any, Any]] = {}
     for name in chosen:
         method = _Method(name, model, samples, seed, batch_size, laplace_predictive, ens, train)
+        method.hmc = hmc if name == "hmc" else None
+        if method.hmc is not None:
+            method.passes = method.hmc.samples * method.hmc.chains
+            method.params = method.hmc.num_parameters
+            method.fit_time = float(method.hmc.fit_time_s or 0.0)
         reports.append(
             _evaluate(method, (x_test, y_test), ood, shift_pair, val_pair, n_bins, measure_memory)
         )
+        predicted[name] = (method.last, method.last_cal)
+    if "hmc" in predicted:
+        _add_reference(reports, predicted)
     settings = {
         "methods": list(chosen),
         "samples": samples,
@@ -244,6 +282,9 @@ class _Method:
         self.passes = 1
         self.fit_time = 0.0
         self.la: LastLayerLaplace | None = None
+        self.hmc: HMC | None = None
+        self.last: MCResult | None = None
+        self.last_cal: torch.Tensor | None = None
         if name == "mc_dropout":
             from dropkit.uncertainty import mc_predict  # imported before any timing
 
@@ -258,6 +299,8 @@ class _Method:
             self.params += self.la.posterior_size
 
     def __call__(self, x: torch.Tensor) -> MCResult:
+        if self.hmc is not None:
+            return self.hmc.predict(x, batch_size=self.batch_size)
         if self.la is not None:
             return self.la.predict(
                 x,
@@ -292,6 +335,7 @@ def _evaluate(
 ) -> MethodReport:
     x_test, y_test = test
     res, wall, peak = measure(lambda: predict(x_test), memory=memory)
+    predict.last = res
     report = MethodReport(
         method=predict.name,
         accuracy=accuracy(res, y_test),
@@ -330,9 +374,51 @@ def _evaluate(
         report.fit_time_s += time.perf_counter() - start
         report.temperature = ts.temperature
         cal = ts.transform_probs(res)
+        predict.last_cal = cal
         report.calibrated = {
             "nll": nll(cal, y_test),
             "ece": ece(cal, y_test, n_bins=n_bins),
             "brier": brier(cal, y_test),
         }
     return report
+
+
+def _fitted_hmc(
+    model: nn.Module, hmc: HMC | None, train: tuple[torch.Tensor, torch.Tensor] | None
+) -> HMC:
+    """The HMC reference, sampled on ``train`` unless it already holds draws."""
+    if hmc is not None and not isinstance(hmc, HMC):
+        raise TypeError(
+            f"{WHERE}: expected hmc to be a dropkit.baselines.HMC, but got "
+            f"{type(hmc).__name__!r}. Pass HMC(model, 'classification', ...)."
+        )
+    if hmc is not None and hmc.likelihood != "classification":
+        raise ValueError(
+            f"{WHERE}: expected an HMC with likelihood='classification', but got "
+            f"{hmc.likelihood!r}. compare_uncertainty scores classifiers."
+        )
+    if hmc is not None and hmc.diagnostics is not None:
+        return hmc
+    if train is None:
+        raise ValueError(
+            f"{WHERE}: expected train=(inputs, labels) with method 'hmc', but got None. "
+            "HMC samples its posterior on the training data (or pass a fitted hmc=)."
+        )
+    x_tr, y_tr = _pair("train", train)
+    return (hmc or HMC(model, "classification")).fit(x_tr, y_tr)
+
+
+def _add_reference(
+    reports: list[MethodReport], predicted: dict[str, tuple[Any, Any]]
+) -> None:
+    """Distances of every method's test predictive (and calibrated one) to HMC's."""
+    ref = predicted["hmc"][0]
+    for report in reports:
+        res, cal = predicted[report.method]
+        report.reference = {
+            "top1_agreement": top1_agreement(res, ref),
+            "total_variation": total_variation(res, ref),
+        }
+        if cal is not None:
+            report.reference["calibrated.top1_agreement"] = top1_agreement(cal, ref)
+            report.reference["calibrated.total_variation"] = total_variation(cal, ref)

@@ -88,12 +88,13 @@ def total_variation(probs: Any, reference: Any) -> float:
     return float(0.5 * (p - q).abs().sum(-1).mean())
 
 
-def _moments(where: str, mean: Any, std: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    m = as_tensor(where, mean, f"{name} mean")
-    s = as_tensor(where, std, f"{name} std")
-    check_same_shape(where, m, s, f"{name} mean", f"{name} std")
-    check_finite(where, m, f"{name} mean")
-    check_finite(where, s, f"{name} std")
+def _moments(where: str, mean: Any, std: Any, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    mn, sn = f"{prefix}mean", f"{prefix}std"
+    m = as_tensor(where, mean, mn)
+    s = as_tensor(where, std, sn)
+    check_same_shape(where, m, s, mn, sn)
+    check_finite(where, m, mn)
+    check_finite(where, s, sn)
     if m.numel() == 0:
         raise ValueError(
             f"{where}: expected at least one prediction, but got shape {tuple(m.shape)}. "
@@ -101,7 +102,7 @@ def _moments(where: str, mean: Any, std: Any, name: str) -> tuple[torch.Tensor, 
         )
     if bool((s < 0).any()):
         raise ValueError(
-            f"{where}: expected non-negative {name} std, but got minimum {s.min().item():.6g}. "
+            f"{where}: expected non-negative {sn}, but got minimum {s.min().item():.6g}. "
             "Pass standard deviations (sqrt of variances), not log-variances."
         )
     return m.flatten(), s.flatten()
@@ -130,7 +131,7 @@ def gaussian_w2(mean: Any, std: Any, ref_mean: Any, ref_std: Any) -> float:
     """
     where = "gaussian_w2"
     m, s = _moments(where, mean, std, "")
-    rm, rs = _moments(where, ref_mean, ref_std, "ref")
+    rm, rs = _moments(where, ref_mean, ref_std, "ref_")
     check_same_shape(where, m, rm, "mean", "ref_mean")
     return float(((m - rm) ** 2 + (s - rs) ** 2).sqrt().mean())
 
