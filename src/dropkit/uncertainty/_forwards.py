@@ -127,11 +127,15 @@ def generator_forward(module: nn.Module, ctl: MaskControl, path: str) -> Callabl
     def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         if ctl.current is None or not module.training:
             return original(module, x, *args, **kwargs)
-        k, _ = _blocks(x, ctl, path)
-        if args or kwargs:
+        k, m = _blocks(x, ctl, path)
+        # rows of dim 0 are not the inputs (extra arguments, a sequence-first layer,
+        # another row count): one draw for the whole call, not row-keyed
+        whole = bool(args or kwargs) or getattr(module, "batch_first", True) is False
+        whole = whole or (not ctl.consistent and ctl.keys is not None and ctl.keys.numel() != m)
+        if whole:
             if k > 1:
                 raise split_error(path, tuple(x.shape), k)
-            ctl.unkeyed.add(path)  # extra arguments: one draw for the whole call
+            ctl.unkeyed.add(path)
             return call(ctl.current[0], x, *args, **kwargs)  # type: ignore[index]
         if ctl.consistent:
             outs = [consistent(b, g) for b, g in zip(x.chunk(k, 0), ctl.current or [])]
