@@ -25,13 +25,22 @@ References:
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from enum import Enum
 
 import torch
 import torch.nn.functional as F
 
 from dropkit._registry import register_dropout
-from dropkit._validation import _fail, check_choice, check_generator, check_int, check_p, check_rank
+from dropkit._validation import (
+    _fail,
+    check_choice,
+    check_flags,
+    check_generator,
+    check_int,
+    check_p,
+    check_rank,
+)
 from dropkit.kernels import draw_mask
 from dropkit.nn._base import DropoutBase, check_tensor
 
@@ -53,7 +62,51 @@ def _coverage(size: int, block: int) -> torch.Tensor:
     )
 
 
-@functools.lru_cache(maxsize=128)
+def _cover(height: int, width: int, block_size: int) -> torch.Tensor:
+    """``(H, W)`` float64 count of the valid blocks covering each position."""
+    return _coverage(height, block_size)[:, None] * _coverage(width, block_size)[None, :]
+
+
+@functools.lru_cache(maxsize=256)
+def _solve_gamma(height: int, width: int, block_size: int, p: float) -> float:
+    """Bisection for ``gamma`` in plain Python floats (no tensors, nothing to trace).
+
+    A position covered by ``n`` blocks is dropped with probability
+    ``1 - (1 - gamma)^n``; the counts ``n = a_i b_j`` take at most
+    ``block_size**2`` distinct values, so the mean over the map is a short
+    weighted sum.
+    """
+    if p == 0.0 or p == 1.0:
+        return p
+
+    def counts(size: int) -> Counter[int]:  # blocks covering each position of one axis
+        last = size - block_size
+        return Counter(min(i, last) - max(i - block_size + 1, 0) + 1 for i in range(size))
+
+    weights: Counter[int] = Counter()
+    for a, na in counts(height).items():
+        for b, nb in counts(width).items():
+            weights[a * b] += na * nb
+    total = height * width
+
+    def drop_fraction(gamma: float) -> float:
+        return sum(m * (1.0 - (1.0 - gamma) ** n) for n, m in weights.items()) / total
+
+    lo, hi = 0.0, 1.0
+    for _ in range(64):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if drop_fraction(mid) < p else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+@torch.compiler.assume_constant_result
+def _traced_gamma(height: int, width: int, block_size: int, p: float) -> float:
+    # torch.compile runs this eagerly and bakes the float into the graph
+    # (the shapes and p are static there), so fullgraph tracing never sees
+    # the data-dependent bisection
+    return _solve_gamma(height, width, block_size, p)
+
+
 def block_gamma(height: int, width: int, block_size: int, p: float) -> tuple[float, torch.Tensor]:
     """Return the seed rate ``gamma`` and per-position drop probabilities.
 
@@ -69,22 +122,35 @@ def block_gamma(height: int, width: int, block_size: int, p: float) -> tuple[flo
     Returns:
         ``gamma`` and the ``(H, W)`` float64 tensor of drop probabilities.
 
+    Raises:
+        TypeError: If a size is not an int or ``p`` not a float.
+        ValueError: If a size is below 1, ``block_size`` exceeds
+            ``min(height, width)``, or ``p`` is outside ``[0, 1]``.
+
     Example:
         >>> gamma, probs = block_gamma(5, 5, 1, 0.25)
         >>> round(gamma, 6), round(probs.mean().item(), 6)
         (0.25, 0.25)
     """
-    cover = _coverage(height, block_size)[:, None] * _coverage(width, block_size)[None, :]
+    where = "block_gamma"
+    height = check_int(where, height, "height", minimum=1)
+    width = check_int(where, width, "width", minimum=1)
+    block_size = check_int(where, block_size, "block_size", minimum=1)
+    p = check_p(where, p, allow_one=True)
+    _check_fits(where, block_size, height, width, f"a {height}x{width} map")
+    gamma = _solve_gamma(height, width, block_size, p)
+    return gamma, 1.0 - (1.0 - gamma) ** _cover(height, width, block_size)
 
-    def drop_fraction(gamma: float) -> float:
-        return float((1.0 - (1.0 - gamma) ** cover).mean())
 
-    lo, hi = 0.0, 1.0
-    for _ in range(64):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if drop_fraction(mid) < p else (lo, mid)
-    gamma = 0.0 if p == 0.0 else (1.0 if p == 1.0 else 0.5 * (lo + hi))
-    return gamma, 1.0 - (1.0 - gamma) ** cover
+def _check_fits(where: str, block_size: int, h: int, w: int, what: str) -> None:
+    if block_size > min(h, w):
+        raise _fail(
+            ValueError,
+            where,
+            f"block_size <= min(H, W) = {min(h, w)} for {what}",
+            block_size,
+            f"Use block_size <= {min(h, w)}, or apply it to a larger (earlier) feature map.",
+        )
 
 
 def _drop_block(
@@ -101,22 +167,17 @@ def _drop_block(
     block_size = check_int(where, block_size, "block_size", minimum=1)
     norm = check_choice(where, normalize, "normalize", [m.value for m in BlockNorm])
     check_generator(where, generator)
+    check_flags(where, training=training, inplace=inplace)
     check_tensor(where, x)
     check_rank(where, x, (3, 4), "(C, H, W) or (N, C, H, W)")
     h, w = x.shape[-2:]
-    if block_size > min(h, w):
-        raise _fail(
-            ValueError,
-            where,
-            f"block_size <= min(H, W) = {min(h, w)} for an input of shape {tuple(x.shape)}",
-            block_size,
-            f"Use block_size <= {min(h, w)}, or apply it to a larger (earlier) feature map.",
-        )
+    _check_fits(where, block_size, h, w, f"an input of shape {tuple(x.shape)}")
     if not training or p == 0.0:
         return x
     if p == 1.0:
         return x.zero_() if inplace else x * 0.0
-    gamma, probs = block_gamma(h, w, block_size, p)
+    gamma = _traced_gamma(h, w, block_size, p)
+    probs = 1.0 - (1.0 - gamma) ** _cover(h, w, block_size)
     lead = x.shape[:-2]  # (C,) or (N, C)
     valid = (h - block_size + 1, w - block_size + 1)
     seeds = (draw_mask((*lead, *valid), gamma, like=x, generator=generator) == 0).to(x.dtype)
@@ -127,7 +188,10 @@ def _drop_block(
     ).reshape(x.shape)
     keep = 1.0 - covered
     if norm == BlockNorm.POSITION.value:
-        keep = keep * (1.0 / (1.0 - probs)).to(device=x.device, dtype=x.dtype)
+        # a position whose drop probability rounds to 1 is always dropped:
+        # scale it by 0, not 1/0 (0 * inf would be NaN, e.g. at p = 0.999)
+        scale = torch.where(probs < 1.0, 1.0 / (1.0 - probs), 0.0)
+        keep = keep * scale.clamp(max=torch.finfo(x.dtype).max).to(x.device, x.dtype)
     else:
         keep = keep * (keep.numel() / keep.sum().clamp(min=1.0))
     return x.mul_(keep) if inplace else x * keep

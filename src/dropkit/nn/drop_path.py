@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from dropkit._registry import register_dropout
-from dropkit._validation import check_generator, check_int, check_p
+from dropkit._validation import _fail, check_flags, check_generator, check_int, check_p
 from dropkit.kernels import draw_mask
 from dropkit.nn._base import DropoutBase, check_tensor
 
@@ -33,8 +33,17 @@ def _drop_path(
 ) -> torch.Tensor:
     p = check_p(where, p, allow_one=True)
     check_generator(where, generator)
+    check_flags(where, training=training, scale_by_keep=scale_by_keep, inplace=inplace)
     check_tensor(where, x)
-    if not training or p == 0.0 or x.dim() == 0:
+    if x.dim() == 0:  # no batch dim to draw per sample over
+        raise _fail(
+            ValueError,
+            where,
+            "an input with a batch dim (N, *)",
+            tuple(x.shape),
+            "Pass the batched branch output; for a single sample use x[None].",
+        )
+    if not training or p == 0.0:
         return x
     shape = (x.shape[0], *([1] * (x.dim() - 1)))  # (N, 1, ..., 1): one draw per sample
     mask = draw_mask(shape, p, like=x, generator=generator)
@@ -72,7 +81,7 @@ def drop_path(
 
     Raises:
         TypeError: If ``p`` is not a float.
-        ValueError: If ``p`` is out of range.
+        ValueError: If ``p`` is out of range or ``x`` is 0-D (no batch dim).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
