@@ -274,7 +274,43 @@ class HMC:
             theta = torch.cat([theta, theta.new_tensor([math.log(tau0)])])
         return theta
 
-    def _check_budget(self, where: str, potential: Any, theta: torch.Tensor) -> None:
+    def estimate_cost(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Time one gradient evaluation and estimate a run's cost, without sampling.
+
+        Args:
+            x: Training inputs ``(N, ...)``.
+            y: Targets, as for :meth:`fit`.
+
+        Shape:
+            - x: ``(N, ...)``.
+
+        Returns:
+            ``gradient_ms``, ``worst_case_s`` (every NUTS tree at
+            ``max_tree_depth``) and ``memory_mb`` (draws plus one gradient).
+        """
+        where = "HMC.estimate_cost"
+        require("pyro.infer.mcmc", "bayes", where)
+        check_inputs(where, x)
+        x = x.detach().double()
+        self._n = int(x.shape[0])
+        threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            with eval_mode(self.model), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                with torch.no_grad():
+                    out = self._forward(self._flatten(self.model), x)
+                y_ = self._targets(where, x, y, out)
+                potential = self._potential(x, y_, [0])
+                self._check_budget(where, potential, self._start(0, x, y_), refuse=False)
+        finally:
+            torch.set_num_threads(threads)
+        return dict(self.estimate)
+
+    def _check_budget(
+        self, where: str, potential: Any, theta: torch.Tensor, refuse: bool = True
+    ) -> None:
         from pyro.ops.integrator import potential_grad
 
         z = {"theta": theta}
@@ -296,7 +332,7 @@ class HMC:
             "worst_case_s": worst,
             "memory_mb": memory,
         }
-        if worst > self.max_seconds or memory > self.max_memory_mb:
+        if refuse and (worst > self.max_seconds or memory > self.max_memory_mb):
             raise ValueError(
                 f"{where}: expected a model small enough for full-batch HMC (worst case "
                 f"<= {self.max_seconds:.0f} s and <= {self.max_memory_mb:.0f} MiB), but got "

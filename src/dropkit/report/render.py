@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from dropkit.report import plots, readings
+from dropkit.report import bayes, plots, readings
 from dropkit.report._atomic import atomic_write_text
 from dropkit.report._style import CSS
 from dropkit.report.schema import COLUMNS, SCHEMA_VERSION, WHERE, validate_metrics
@@ -212,6 +212,9 @@ def render_html(metrics: dict[str, Any]) -> str:
                 plots.convergence(conv),
             ),
         )
+    how_bayesian = bayes.section(m)  # distances to HMC, or how to run it
+    if how_bayesian is not None:
+        add("bayes", bayes.TITLE, lambda: how_bayesian)
     notes = "".join(f"<li>{escape(n)}</li>" for n in m.get("notes") or [])
     links = "".join(f'<a href="#{a}">{escape(n)}</a>' for a, n in nav)
     meta = " · ".join(

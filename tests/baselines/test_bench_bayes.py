@@ -1,0 +1,153 @@
+"""bench bayes end to end (quick mode), the report section and the demo's HMC block."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from dropkit.bench import bayes as bench
+from dropkit.report import bayes as section
+from dropkit.report.render import render_html
+
+pytest.importorskip("pyro")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, shared_dir):
+    out = tmp_path_factory.mktemp("bayes") / "bayes.json"
+    uci = shared_dir / "data" / "uci"
+    if not (uci / "yacht").is_dir():
+        pytest.skip("UCI data not available")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 20-draw chains do not converge
+        code = bench.main(
+            ["--quick", "--data-dir", str(uci), "--datasets", "yacht,digits", "--out", str(out)]
+        )
+    assert code == 0
+    return json.loads(out.read_text())
+
+
+def test_quick_bench_tables(quick):
+    assert set(quick["datasets"]) == {"yacht", "digits"}
+    yacht = quick["datasets"]["yacht"]
+    assert yacht["splits"] == 1 and set(yacht["table"]) == set(bench.REG_METHODS) | {"hmc"}
+    hmc = yacht["table"]["hmc"]
+    # HMC against itself: identical tensors give exactly 0 distance
+    assert hmc["w2_to_hmc"]["mean"] == 0.0
+    assert yacht["closest"]["method"] != "hmc"
+    rec = yacht["per_split"][0]["methods"]
+    best = min((m for m in rec if m != "hmc"), key=lambda m: rec[m]["w2_to_hmc"])
+    assert yacht["closest"]["method"] == best
+    assert rec["hmc"]["passes"] == 2 * bench.QUICK["samples"]
+    assert rec["hmc"]["diagnostics"]["chains"] == 2
+    digits = quick["datasets"]["digits"]["per_split"][0]["methods"]
+    assert digits["hmc"]["agreement_to_hmc"] == 1.0 and digits["hmc"]["tv_to_hmc"] == 0.0
+    assert {"softmax", "softmax+ts", "mc_dropout", "mc_dropout+ts", "ensemble", "laplace"} <= set(
+        digits
+    )
+    assert all(0.0 <= m["tv_to_hmc"] <= 1.0 for m in digits.values())
+
+
+def test_bench_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"bench bayes: expected datasets among"):
+        bench.main(["--datasets", "mnist", "--out", str(tmp_path / "x.json")])
+    with pytest.raises(ValueError, match=r"bench bayes: expected --splits >= 1, but got 0"):
+        bench.main(["--splits", "0", "--datasets", "digits", "--out", str(tmp_path / "x.json")])
+
+
+def test_laplace_regression_is_the_exact_last_layer_posterior(generator):
+    # with one hidden ReLU layer frozen, the last layer is Bayesian linear regression
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Dropout(0.0), nn.Linear(4, 1))
+    x, xt = torch.randn(30, 3, generator=generator), torch.randn(5, 3, generator=generator)
+    y = torch.randn(30, generator=generator)
+    mean, var = bench._last_layer_laplace(net, x, y, xt, noise=0.3)
+    with torch.no_grad():
+        phi = torch.cat([net[:2](x), torch.ones(30, 1)], 1).double()
+        phit = torch.cat([net[:2](xt), torch.ones(5, 1)], 1).double()
+    # naive: solve the normal equations of the ridge problem, sample-free
+    a = phi.T @ phi / 0.3 + torch.eye(5, dtype=torch.float64)
+    w = torch.linalg.solve(a, phi.T @ y.double() / 0.3)
+    assert torch.allclose(mean, phit @ w, atol=1e-10)
+    assert torch.allclose(var, torch.diag(phit @ torch.linalg.solve(a, phit.T)), atol=1e-10)
+
+
+BLOCK = {
+    "ran": True,
+    "distances": [
+        {"name": "MC dropout", "total_variation": 0.12, "top1_agreement": 0.93},
+        {"name": "deep ensemble", "total_variation": 0.05, "top1_agreement": 0.98},
+    ],
+    "rhat": 1.01,
+    "command": "dropkit bench bayes --datasets digits",
+}
+
+
+def test_section_renders_bars_and_reading():
+    html = section.section({"bayes": BLOCK})
+    assert html.startswith('<section id="bayes"><h2>How Bayesian is it?</h2>')
+    assert "Closest to the HMC posterior predictive: deep ensemble (total variation 0.050" in html
+    assert "MC dropout is at 0.120 (93% agreement)" in html
+    assert "data:image/png;base64," in html and "1.010" in html
+    assert section.section({}) is None
+
+
+def test_section_when_hmc_did_not_run():
+    html = section.section(
+        {"bayes": {"ran": False, "budget_s": 20.0, "estimate_s": 5000.0, "command": "cmd x"}}
+    )
+    assert "worst case is about 5000 s, over this run&#x27;s budget of 20 s" in html
+    assert "<code>cmd x</code>" in html and "<img" not in html
+
+
+@pytest.mark.parametrize(
+    ("block", "match"),
+    [
+        ({"ran": "yes"}, r"expected bayes.ran to be true or false, but got 'yes'"),
+        ({"ran": True, "distances": []}, r"expected bayes.distances to be a non-empty list"),
+        (
+            {
+                "ran": True,
+                "distances": [{"name": "a", "total_variation": 2.0, "top1_agreement": 1}],
+            },
+            r"expected bayes.distances\[0\].total_variation to be a number in \[0, 1\]",
+        ),
+        ({"ran": False, "rhat": float("nan")}, r"expected bayes.rhat to be a finite number"),
+        ({"ran": True, "distances": ["x"]}, r"expected bayes.distances\[0\].name to be a string"),
+    ],
+)
+def test_section_schema_errors(block, match):
+    with pytest.raises(ValueError, match=match):
+        section.section({"bayes": block})
+
+
+def test_demo_block_refuses_over_budget_and_runs_within(generator):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Dropout(0.2), nn.Linear(6, 3))
+    x = torch.randn(40, 4, generator=generator)
+    y = torch.randint(0, 3, (40,), generator=generator)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = section.demo_block(model, (x, y), x[:10], budget_s=1e-6)
+    assert out["ran"] is False and out["estimate_s"] > 1e-6 and out["budget_s"] == 1e-6
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # convergence is not the point
+        ran = section.demo_block(
+            model, (x, y), x[:10], budget_s=1e9, mc_samples=4, samples=5, warmup=5, max_tree_depth=3
+        )
+    assert ran["ran"] is True and [r["name"] for r in ran["distances"]] == ["softmax", "MC dropout"]
+    section.validate(ran)
+    assert "How Bayesian is it?" in section.section({"bayes": ran})
+
+
+def test_render_html_includes_the_section():
+    from report.conftest import small_metrics
+
+    metrics = small_metrics()
+    assert "bayes" not in render_html(metrics)
+    html = render_html({**metrics, "bayes": BLOCK})
+    assert '<a href="#bayes">How Bayesian is it?</a>' in html
+    assert '<section id="bayes">' in html
