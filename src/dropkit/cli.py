@@ -30,7 +30,7 @@ Commands
 
 ``dropkit bench NAME ...``
     Reproducible benchmarks; runs :func:`dropkit.bench.NAME.main` for NAME in
-    kernels, mc, digits, schedules, sweep, uci.
+    kernels, mc, digits, schedules, sweep, uci, bayes.
 
 Errors never print a traceback: the command prints one line
 ``dropkit: error: <what went wrong and how to fix it>`` on stderr and exits
@@ -50,7 +50,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("kernels", "mc", "digits", "schedules", "sweep", "uci")
+BENCHES = ("kernels", "mc", "digits", "schedules", "sweep", "uci", "bayes")
 COMMANDS = ("demo", "audit", "predict", "report", "sweep", "bench")
 
 USAGE = """usage: dropkit COMMAND [ARGS]
@@ -63,7 +63,7 @@ commands:
   predict MODEL        MC-dropout predictions with uncertainty as JSON lines
   report METRICS_JSON  re-render report.html from a metrics.json
   sweep ...            Optuna sweep of dropout rates (SQLite or PostgreSQL storage)
-  bench NAME ...       benchmarks: kernels, mc, digits, schedules, sweep, uci
+  bench NAME ...       benchmarks: kernels, mc, digits, schedules, sweep, uci, bayes
 
 options:
   -h, --help           show this message (COMMAND --help for each command)

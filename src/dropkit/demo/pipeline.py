@@ -110,6 +110,10 @@ def _run(out: Path, *, quick: bool, seed: int, progress: bool) -> dict[str, Path
     conv = convergence(cfg, data, sweep_runs[best_p][0])
     bar.next("report")
     metrics = _assemble(cfg, data, settings, methods, sweep_runs, best_p, conv, ensemble_extra)
+    from dropkit.report import bayes  # HMC only if it fits the demo's budget (DEMO_BUDGET_S)
+
+    train_xy, model = (data.x_train, data.y_train), sweep_runs[best_p][0]
+    metrics["bayes"] = bayes.demo_block(model, train_xy, data.x_test, budget_s=bayes.DEMO_BUDGET_S)
     metrics["timings"] = dict(bar.timings)
     paths = {
         "metrics": _write(out, "metrics.json", metrics),
