@@ -1,4 +1,4 @@
-"""mc_predict on plain PyTorch models: exactness of every fast path against a naive loop."""
+"""mc_predict on plain PyTorch models: every fast path has the naive loop's masks, exactly."""
 
 from __future__ import annotations
 
@@ -70,7 +70,9 @@ def naive(
             for layer in net:
                 if isinstance(layer, nn.Dropout):
                     sigma = int(draw_seed(gen))
-                    rows = [seeded_dropout(h[r], layer.p, row_seed(sigma, r)) for r in range(len(h))]
+                    rows = [
+                        seeded_dropout(h[r], layer.p, row_seed(sigma, r)) for r in range(len(h))
+                    ]
                     h = torch.stack(rows)
                 else:
                     h = layer(h)
