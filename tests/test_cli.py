@@ -140,7 +140,7 @@ def test_ctrl_c_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch) -> 
 
     monkeypatch.setattr("dropkit.report.audit.audit_model", interrupted)
     code, _, err = run(capsys, "audit", FACTORY)
-    one_line_error(code, err, r"interrupted; nothing half-written was left behind")
+    one_line_error(code, err, r"interrupted \(Ctrl-C\) before the command finished\. Re-run")
 
 
 def test_unexpected_error_is_one_line_unless_debugging(
@@ -285,7 +285,8 @@ def test_predict_text_through_tokenizer(
     )
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
-    assert [r["index"] for r in records] == [0, 1]
+    # index is the line number: the blank line 1 gets no record but keeps the numbering
+    assert [r["index"] for r in records] == [0, 2]
     assert all(len(r["probs"]) == 3 and r["samples_used"] == 4 for r in records)
     assert all(r["label"] == f"LABEL_{r['prediction']}" for r in records)
     code, out, _ = run(
@@ -300,7 +301,12 @@ def test_predict_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2,3,4\n5,6,oops,8\n")
     code, _, err = run(capsys, "predict", FACTORY, "--input", str(bad))
-    one_line_error(code, err, r"expected comma-separated numbers in .*bad\.csv', but got")
+    one_line_error(
+        code,
+        err,
+        r"expected comma-separated numbers in .*bad\.csv', but got 'oops' at row 2, "
+        r"column 3\. Fix that cell",
+    )
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     code, _, err = run(capsys, "predict", FACTORY, "--input", str(tmp_path / "bad.npy"))
     one_line_error(code, err, r"expected a numpy array saved with numpy\.save in .*bad\.npy'")
@@ -377,8 +383,8 @@ def test_demo_ctrl_c_leaves_nothing_half_written(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err[-2000:]
-    one_line_error(2, err, r"interrupted; nothing half-written was left behind")
-    # no report, no temporary files
+    one_line_error(2, err, r"interrupted before any output was written; .*demo' is as it was")
+    # no report, no temporary files, no staging folder
     assert list(out.iterdir()) == []
 
 

@@ -10,7 +10,7 @@ Example:
     >>> run_demo("out/demo", quick=True)  # doctest: +SKIP
 """
 
-from dropkit.demo.pipeline import run_demo
+from dropkit.demo.pipeline import DemoInterrupted, run_demo
 from dropkit.demo.training import DemoConfig
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "DemoInterrupted", "run_demo"]

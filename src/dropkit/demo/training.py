@@ -188,7 +188,9 @@ def train(
 
     Returns:
         ``epochs``, ``train_loss``, ``val_loss``, ``val_acc``, ``p``, ``time_s``
-        and the final ``verdict`` of an :class:`dropkit.training.OverfitMonitor`.
+        and ``verdict``: the last reading of an
+        :class:`dropkit.training.OverfitMonitor` (``regime``, first advised
+        ``action`` and its ``message``, the run's final ``p``), or None.
     """
     from dropkit.training import OverfitMonitor
 
@@ -229,7 +231,13 @@ def train(
             curves[key].append(round(value, 6) if isinstance(value, float) else value)
     model.eval()
     curves["time_s"] = round(time.perf_counter() - start, 3)
-    curves["verdict"] = (
-        None if verdict is None else f"{verdict.regime}: {verdict.advice[0].message}"
-    )
+    curves["verdict"] = None
+    if verdict is not None and verdict.advice:
+        first = verdict.advice[0]
+        curves["verdict"] = {
+            "regime": verdict.regime,
+            "action": first.name,
+            "p": float(curves["p"][-1]) if curves["p"] else 0.0,
+            "message": first.message,
+        }
     return curves

@@ -134,7 +134,8 @@ def _findings(model: nn.Module, sites: list[Any]) -> list[Finding]:
                 "all-zero",
                 f"Every dropout rate is 0 ({len(sites)} sites): training is unregularised and MC "
                 "dropout would return one deterministic prediction. Set a rate with "
-                "dropkit.set_dropout(model, 0.1).",
+                "dropkit.set_dropout(model, 0.1), or from the shell with --p "
+                f"{sorted({s.kind for s in sites})[0]}=0.1 (dropkit predict / audit).",
             )
         )
     hidden = [s for s in sites if s.p > 0 and not _module_mc(s)]

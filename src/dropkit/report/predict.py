@@ -2,16 +2,22 @@
 
 Inputs (``--input``):
 
-* an existing ``.txt`` file: one text per line (blank lines skipped), tokenised
-  by the model folder's tokenizer;
+* an existing ``.txt`` file: one text per line, tokenised by the model
+  folder's tokenizer; ``index`` is the 0-based line number in the file, and a
+  blank (or whitespace-only) line gets no record but keeps the numbering;
 * an existing ``.npy`` file (``numpy.save``) or ``.pt`` file (``torch.save`` of
   one tensor): a batch laid out ``(N, ...)``; integer tensors given to a Hugging
   Face model are token ids ``(N, L)``;
-* an existing ``.csv`` file: numbers only, one input per row, comma-separated
-  (one header row of column names is skipped);
+* an existing ``.csv`` file: numbers, one input per row, comma-separated.
+  Every row that parses as numbers is an input (``4.9e-01``, ``nan`` and
+  ``inf`` are numbers); only a first row that does not parse is taken as a
+  header of column names, and a note on stderr says so. Any other row that
+  does not parse is an error naming its row and column;
 * anything else that does not look like a path: a single text.
 
-Each output line is one JSON object per input: ``index``, ``prediction``,
+Each output line is one JSON object per input: ``index`` (0-based position
+in the batch, the row of a CSV not counting its header, or the line of a text
+file), ``prediction``,
 ``label`` (from the model config when it has one), ``probs`` (mean predictive
 probabilities; MC samples are averaged as probabilities, never as logits),
 ``predictive_entropy``, ``expected_entropy``, ``mutual_information`` (BALD;
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +44,24 @@ SUFFIXES = (".txt", ".npy", ".pt", ".csv")
 
 @dataclass
 class Inputs:
-    """Parsed ``--input``: either texts or one tensor ``(N, ...)``."""
+    """Parsed ``--input``: either texts or one tensor ``(N, ...)``.
+
+    Attributes:
+        texts: The texts, without blank lines.
+        tensor: The batch ``(N, ...)``.
+        indices: The ``index`` reported for each input (line numbers of a text
+            file, which skip blank lines); ``range(N)`` when None.
+        notes: Facts worth telling the user (e.g. a CSV header was skipped).
+    """
 
     texts: list[str] | None = None
     tensor: torch.Tensor | None = None
+    indices: list[int] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def index(self, k: int) -> int:
+        """The reported ``index`` of the ``k``-th input."""
+        return k if self.indices is None else self.indices[k]
 
     def __len__(self) -> int:
         if self.texts is not None:
@@ -73,12 +93,15 @@ def read_inputs(source: str, where: str = "dropkit predict") -> Inputs:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".txt":
-            texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-            texts = [t for t in texts if t]
-            if not texts:
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+            kept = [(i, t) for i, t in enumerate(lines) if t]
+            if not kept:
                 raise _malformed(where, path, "one text per line", "an empty file", "Add text.")
-            return Inputs(texts=texts)
-        if suffix in (".npy", ".pt", ".csv"):
+            return Inputs(texts=[t for _, t in kept], indices=[i for i, _ in kept])
+        if suffix == ".csv":
+            rows, notes = _read_csv(where, path)
+            return Inputs(tensor=_check_tensor(where, path, rows), notes=notes)
+        if suffix in (".npy", ".pt"):
             return Inputs(tensor=_check_tensor(where, path, _load_tensor(where, path, suffix)))
         raise ValueError(
             f"{where}: expected an input file ending in {', '.join(SUFFIXES)}, but got "
@@ -109,15 +132,61 @@ def _load_tensor(where: str, path: Path, suffix: str) -> Any:
             raise _malformed(
                 where, path, "a tensor saved with torch.save", repr(str(exc)), "Re-save it."
             ) from exc
-    lines = path.read_text(encoding="utf-8").splitlines()
-    # one header row of column names is allowed
-    skip = 1 if lines and any(c.isalpha() for c in lines[0]) else 0
-    try:
-        return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64, skiprows=skip)
-    except ValueError as exc:
-        raise _malformed(
-            where, path, "comma-separated numbers", repr(str(exc)), "Fix the offending row."
-        ) from exc
+    raise AssertionError(suffix)  # pragma: no cover - read_inputs routes .csv to _read_csv
+
+
+def _numbers(cells: list[str]) -> list[float] | int:
+    """The row as floats, or the 0-based column of the first cell that is not a number."""
+    out = []
+    for col, cell in enumerate(cells):
+        try:
+            out.append(float(cell))
+        except ValueError:
+            return col
+    return out
+
+
+def _read_csv(where: str, path: Path) -> tuple[np.ndarray, list[str]]:
+    """Rows of numbers; a first row that does not parse is a header (see the module doc)."""
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    rows = [(n, [c.strip() for c in line.split(",")]) for n, line in enumerate(lines, 1)]
+    rows = [(n, cells) for n, cells in rows if any(cells)]  # blank lines carry no row
+    notes: list[str] = []
+    header = None
+    if rows and isinstance(_numbers(rows[0][1]), int) and len(rows) > 1:
+        header = rows.pop(0)
+        notes.append(
+            f"{path.name}: row 1 ({','.join(header[1])!r}) is not numbers; "
+            "read it as a header of column names."
+        )
+    values: list[list[float]] = []
+    for n, cells in rows:
+        parsed = _numbers(cells)
+        if isinstance(parsed, int):
+            fix = (
+                "A single row is read as data, not as a header: add the data rows."
+                if header is None and len(rows) == 1
+                else "Fix that cell (numbers only; a header is allowed on row 1 only)."
+            )
+            raise _malformed(
+                where,
+                path,
+                "comma-separated numbers",
+                f"{cells[parsed]!r} at row {n}, column {parsed + 1}",
+                fix,
+            )
+        if values and len(parsed) != len(values[0]):
+            raise _malformed(
+                where,
+                path,
+                f"{len(values[0])} numbers on every row",
+                f"{len(parsed)} at row {n}",
+                "Give every row the same columns.",
+            )
+        values.append(parsed)
+    if not values:
+        raise _malformed(where, path, "comma-separated numbers", "no data row", "Add rows.")
+    return np.asarray(values, dtype=np.float64), notes
 
 
 def _check_tensor(where: str, path: Path, value: Any) -> torch.Tensor:
@@ -226,7 +295,7 @@ def predict_lines(
     if progress:
         tqdm = require("tqdm", "report", where).tqdm
         bar = tqdm(total=len(inputs), unit="input", desc="MC dropout", leave=False)
-    index = 0
+    position = 0
     kwargs: dict[str, Any] = {"samples": samples, "output": output, "progress": False}
     if seed is not None:
         kwargs["seed"] = seed
@@ -236,8 +305,8 @@ def predict_lines(
         for batch in _batches(loaded, inputs, batch_size, where):
             result = mc_predict(loaded.model, batch, **kwargs)
             for k in range(result.mean.shape[0]):
-                yield _record(result, k, index, labels)
-                index += 1
+                yield _record(result, k, inputs.index(position), labels)
+                position += 1
             if bar is not None:
                 bar.update(result.mean.shape[0])
     finally:
