@@ -174,14 +174,19 @@ def _apply_strided(x: Tensor, out: Tensor, seed: int, p: float) -> None:
     out.copy_(buf)
 
 
-def dropout(x: Tensor, seed: int, p: float) -> Tensor:
+def dropout(x: Tensor, seed: int, p: float, like: tuple[int, ...] | None = None) -> Tensor:
     """Out-of-place seeded dropout without autograd, in ``torch.empty_like``'s layout.
 
     The output keeps ``x``'s strides when ``x`` is dense (``channels_last``,
-    permuted) and is dense in ``x``'s dimension order otherwise (slices,
-    broadcast gradients), like ``x * mask`` in PyTorch.
+    permuted) and is dense in ``x``'s dimension order otherwise (slices),
+    like ``x * mask`` in PyTorch. ``like`` gives the strides to use instead
+    when ``x`` is not dense: backward passes the forward output's, since
+    PyTorch's ``grad * mask`` takes the mask's layout when ``grad`` is a
+    broadcast (stride-0) tensor such as the gradient of ``y.sum()``.
     """
     out = torch.empty_like(x)
+    if like is not None and out.stride() != x.stride():  # x is not dense
+        out = torch.empty_strided(x.shape, like, dtype=x.dtype, device=x.device)
     if x.is_contiguous() and out.is_contiguous():
         apply_(x, out, seed, p)
     else:
@@ -209,23 +214,26 @@ class EagerDropout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, seed: int, p: float) -> Tensor:  # noqa: D102
-        ctx.seed, ctx.p = seed, p
-        return dropout(x, seed, p)
+        out = dropout(x, seed, p)
+        ctx.seed, ctx.p, ctx.strides = seed, p, out.stride()
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:  # noqa: D102
-        return _grad(grad, ctx.seed, ctx.p), None, None
+        return _grad(grad, ctx.seed, ctx.p, ctx.strides), None, None
 
 
-def _grad(grad: Tensor, seed: int, p: float) -> Tensor:
+def _grad(grad: Tensor, seed: int, p: float, strides: tuple[int, ...]) -> Tensor:
     """The gradient of a seeded dropout: the same dropout applied to ``grad``.
 
     Recorded by autograd only under ``create_graph=True`` (double backward);
-    otherwise the kernel runs directly, which saves a ``Function`` call.
+    otherwise the kernel runs directly, which saves a ``Function`` call. A
+    broadcast ``grad`` is read in place and the result takes ``strides``
+    (the forward output's layout), as ``grad * mask`` does in PyTorch.
     """
     if torch.is_grad_enabled():
         return EagerDropout.apply(grad, seed, p)
-    return dropout(grad, seed, p)
+    return dropout(grad, seed, p, like=strides)
 
 
 class EagerDropoutInplace(torch.autograd.Function):
@@ -233,13 +241,13 @@ class EagerDropoutInplace(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, seed: int, p: float) -> Tensor:  # noqa: D102
-        ctx.seed, ctx.p = seed, p
+        ctx.seed, ctx.p, ctx.strides = seed, p, x.stride()
         ctx.mark_dirty(x)
         return dropout_(x, seed, p)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple:  # noqa: D102
-        return _grad(grad, ctx.seed, ctx.p), None, None
+        return _grad(grad, ctx.seed, ctx.p, ctx.strides), None, None
 
 
 @torch.library.custom_op("dropkit::seeded_dropout", mutates_args=())
