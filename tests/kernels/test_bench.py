@@ -27,6 +27,11 @@ def test_quick_bench_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert big["speedup_fwd"] == pytest.approx(
         big["F.dropout"]["fwd_ms"] / big["dropkit"]["fwd_ms"]
     )
+    assert big["dropkit"]["fwd_sum_bwd_ms"] > 0
+    assert big["speedup_fwd_sum_bwd"] == pytest.approx(
+        big["F.dropout"]["fwd_sum_bwd_ms"] / big["dropkit"]["fwd_sum_bwd_ms"]
+    )
+    assert "fwd+sum().backward()" in printed
     fallback = big["dropkit (no numba)"]
     assert fallback["saved_bytes"] == 0  # the pure-torch kernel keeps no mask either
     assert big["fallback_speedup_fwd_bwd"] == pytest.approx(

@@ -6,8 +6,10 @@ median of ``F.dropout``, :func:`dropkit.kernels.bernoulli_dropout`, the same
 kernel without numba (the pure-torch fallback; CPU only), the kernel without
 bulk page population of its output (CPU only; see
 :mod:`dropkit.kernels._memory`) and ``x.clone()``
-(the memory-bandwidth reference), forward and forward+backward, at several
-sizes with ``p = 0.1``. Bytes kept for backward are measured with
+(the memory-bandwidth reference), forward, forward+backward with a dense
+upstream gradient (``y.backward(grad)``) and through ``y.sum().backward()``
+(whose gradient is a broadcast, stride-0 tensor that the kernel reads in
+place), at several sizes with ``p = 0.1``. Bytes kept for backward are measured with
 ``torch.autograd.graph.saved_tensors_hooks``. A model-level measure trains a
 MiniLM-L6-shaped BERT (random weights, real config when the ``hf`` extra is
 installed) with stock ``nn.Dropout``, after :func:`dropkit.fast_dropout`, and
@@ -116,13 +118,19 @@ def _time_size(shape: tuple[int, ...], device: str, repeats: int) -> dict[str, A
             leaf.grad = None
             fn(leaf).backward(grad)
 
-    times: dict[str, dict[str, list[float]]] = {k: {"fwd": [], "fwd_bwd": []} for k in methods}
+    def fwd_sum_bwd(fn: Callable) -> None:
+        for _ in range(number):
+            leaf.grad = None
+            fn(leaf).sum().backward()
+
+    phases = (("fwd", fwd), ("fwd_bwd", fwd_bwd), ("fwd_sum_bwd", fwd_sum_bwd))
+    times: dict[str, dict[str, list[float]]] = {k: {ph: [] for ph, _ in phases} for k in methods}
     for fn in methods.values():  # warm-up (numba compiles on first use)
-        fwd(fn)
-        fwd_bwd(fn)
+        for _, run in phases:
+            run(fn)
     for _ in range(repeats):
         for name, fn in methods.items():
-            for phase, run in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+            for phase, run in phases:
                 _sync(device)
                 start = time.perf_counter()
                 run(fn)
@@ -133,11 +141,13 @@ def _time_size(shape: tuple[int, ...], device: str, repeats: int) -> dict[str, A
         row[name] = {
             "fwd_ms": statistics.median(times[name]["fwd"]),
             "fwd_bwd_ms": statistics.median(times[name]["fwd_bwd"]),
+            "fwd_sum_bwd_ms": statistics.median(times[name]["fwd_sum_bwd"]),
             "saved_bytes": _saved_bytes(fn, x),
         }
     base, ours, ref = row["F.dropout"], row["dropkit"], row["clone"]
     row["speedup_fwd"] = base["fwd_ms"] / ours["fwd_ms"]
     row["speedup_fwd_bwd"] = base["fwd_bwd_ms"] / ours["fwd_bwd_ms"]
+    row["speedup_fwd_sum_bwd"] = base["fwd_sum_bwd_ms"] / ours["fwd_sum_bwd_ms"]
     row["vs_clone_fwd"] = ours["fwd_ms"] / ref["fwd_ms"]
     if "dropkit (no numba)" in row:
         fallback = row["dropkit (no numba)"]
@@ -221,18 +231,22 @@ def _time_model(quick: bool, repeats: int) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]], model: dict[str, Any] | None) -> str:
     names = [k for k in rows[0] if isinstance(rows[0][k], dict)]
-    head = f"{'numel':>10} {'method':<21} {'fwd ms':>9} {'fwd+bwd ms':>11} {'saved bytes':>12}"
+    head = (
+        f"{'numel':>10} {'method':<21} {'fwd ms':>9} {'fwd+bwd ms':>11} {'sum().bwd ms':>13}"
+        f" {'saved bytes':>12}"
+    )
     lines = [head, "-" * len(head)]
     for row in rows:
         for name in names:
             r = row[name]
             lines.append(
                 f"{row['numel']:>10} {name:<21} {r['fwd_ms']:>9.3f} {r['fwd_bwd_ms']:>11.3f}"
-                f" {r['saved_bytes']:>12}"
+                f" {r['fwd_sum_bwd_ms']:>13.3f} {r['saved_bytes']:>12}"
             )
         lines.append(
             f"{'':>10} dropkit vs F.dropout: fwd {row['speedup_fwd']:.2f}x faster, "
-            f"fwd+bwd {row['speedup_fwd_bwd']:.2f}x faster; fwd = "
+            f"fwd+bwd {row['speedup_fwd_bwd']:.2f}x faster, fwd+sum().backward() "
+            f"{row['speedup_fwd_sum_bwd']:.2f}x faster; fwd = "
             f"{row['vs_clone_fwd']:.2f}x clone"
         )
         if "fallback_speedup_fwd" in row:
