@@ -98,7 +98,10 @@ def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tu
         for module in model.modules():
             module.training = not isinstance(module, _NormBase)
         with torch.no_grad(), recorder:
-            _call(model, inputs)
+            try:
+                _call(model, inputs)
+            except Exception as exc:
+                raise _probing_error(exc, inputs) from exc
     finally:
         for handle in handles:
             handle.remove()
@@ -112,15 +115,51 @@ def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tu
         if caller is None or id(caller) in explained:
             continue
         path = paths[id(caller)]
-        old = found.get((path, kind))
+        attr = _rate_attribute(caller, p)
+        key = (path, attr or kind)
+        old = found.get(key)
         if old is None or p > old[2]:
-            found[(path, kind)] = (
-                path,
-                kind,
-                p,
-                p > 0 and caller.training,
-                "functional",
-                None,
-                (caller,),
-            )
+            control = "functional" if attr is None else "attribute"
+            found[key] = (path, kind, p, p > 0 and caller.training, control, attr, (caller,))
     return list(found.values())
+
+
+def _rate_attribute(caller: nn.Module, p: float) -> str | None:
+    """The float attribute of ``caller`` that holds the rate ``p`` it passed, if exactly one.
+
+    A custom ``F.dropout(x, self.rate, self.training)`` keeps its rate in an
+    attribute whose name need not contain ``drop``: when the probed rate equals
+    exactly one float attribute that the class's methods read, that attribute
+    is the knob (``set_dropout(..., probe_inputs=...)`` can change it).
+    """
+    from dropkit._discover import class_info
+
+    if p <= 0:
+        return None
+    reads = class_info(type(caller)).attr_reads
+    names = [
+        name
+        for name, value in vars(caller).items()
+        if not name.startswith("_") and name in reads and isinstance(value, float) and value == p
+    ]
+    return names[0] if len(names) == 1 else None
+
+
+def _probing_error(exc: Exception, inputs: Any) -> Exception:
+    if isinstance(inputs, Mapping):
+        shown: Any = {
+            k: tuple(getattr(v, "shape", ())) or type(v).__name__ for k, v in inputs.items()
+        }
+    elif isinstance(inputs, (tuple, list)):
+        shown = [tuple(getattr(v, "shape", ())) or type(v).__name__ for v in inputs]
+    else:
+        shown = tuple(getattr(inputs, "shape", ())) or type(inputs).__name__
+    message = (
+        f"find_dropout: {type(exc).__name__} while probing with probe_inputs={shown}: {exc} "
+        "Pass probe_inputs the model's forward accepts: a tensor (model(x)), a tuple of "
+        "positional arguments or a mapping of keyword arguments (model(**inputs))."
+    )
+    try:
+        return type(exc)(message)
+    except Exception:  # an exception type with another constructor
+        return RuntimeError(message)

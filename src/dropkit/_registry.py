@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -55,19 +56,36 @@ def create_dropout(name: str, /, **kwargs: Any) -> nn.Module:
 
     Raises:
         ValueError: If ``name`` is unknown; the message lists the known names.
+        TypeError: If a keyword is not an argument of the class; the message
+            lists the valid ones.
 
     Example:
         >>> create_dropout("locked", p=0.3)
         LockedDropout(p=0.3, batch_first=False)
     """
     _ensure_loaded()
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
         raise ValueError(
             f"create_dropout: expected a registered dropout name, but got {name!r}. "
             f"Known names: {known}."
         )
-    return _REGISTRY[name](**kwargs)
+    cls = _REGISTRY[name]
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params.values())
+    valid = [
+        k
+        for k, v in params.items()
+        if k != "self" and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)
+    ]
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown and not takes_any:
+        raise TypeError(
+            f"create_dropout: expected keyword arguments of {cls.__name__} "
+            f"({', '.join(valid)}), but got {unknown[0]!r}. The drop probability is p "
+            f"(e.g. create_dropout({name!r}, p=0.1))."
+        )
+    return cls(**kwargs)
 
 
 def registered() -> dict[str, type[nn.Module]]:

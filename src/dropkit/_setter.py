@@ -77,7 +77,7 @@ def _rule(p: Any) -> Callable[[DropoutSite], float | None]:
 
 
 def apply_set_dropout(
-    model: nn.Module, p: Any, *, kinds: Any = None, where: Any = None
+    model: nn.Module, p: Any, *, kinds: Any = None, where: Any = None, probe_inputs: Any = None
 ) -> list[DropoutChange]:
     """Implement :func:`dropkit.set_dropout` (see there)."""
     from dropkit.integrations import hf
@@ -86,7 +86,13 @@ def apply_set_dropout(
     kind_set = check_kinds("set_dropout", kinds)
     check_where("set_dropout", where)
     rule = _rule(p)
-    sites = [s for s in _static_sites(model) if s.control in ("module", "attribute")]
+    if probe_inputs is None:
+        found = _static_sites(model)
+    else:  # rates that a custom forward passes to F.dropout from a float attribute
+        from dropkit.sites import find_dropout
+
+        found = find_dropout(model, probe_inputs=probe_inputs, config=False)
+    sites = [s for s in found if s.control in ("module", "attribute")]
     chosen = [s for s in sites if _selected(s, kind_set, where)]
     plans = hf.config_plans(model)
     latent = [

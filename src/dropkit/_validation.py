@@ -194,3 +194,9 @@ def check_callable(where: str, fn: Any, name: str, nargs: int, example: str) -> 
             f"{getattr(fn, '__name__', type(fn).__name__)}{sig}",
             f"Pass e.g. {example}.",
         ) from None
+
+
+def check_flags(where: str, **flags: Any) -> None:
+    """Apply :func:`check_bool` to each keyword (``check_flags(w, training=t, inplace=i)``)."""
+    for name, value in flags.items():
+        check_bool(where, value, name)

@@ -31,7 +31,7 @@ from dropkit._discover import (
     parent_reads_child_p,
     rate_attributes,
 )
-from dropkit._validation import check_callable, check_module
+from dropkit._validation import check_bool, check_callable, check_module
 
 __all__ = ["DropoutSite", "find_dropout", "set_dropout", "KINDS"]
 
@@ -120,7 +120,10 @@ def find_dropout(
         model: Any module.
         probe_inputs: Optional inputs for the probe forward: a tensor, a tuple of
             positional arguments, or a mapping of keyword arguments (Hugging Face
-            ``input_ids=...``).
+            ``input_ids=...``). A probed call whose rate equals exactly one float
+            attribute that the calling class reads (``F.dropout(x, self.rate,
+            self.training)``) is reported as that attribute
+            (``control="attribute"``, settable); otherwise as ``"functional"``.
         config: Whether to report config-only sites (builds the model class on
             the ``meta`` device once per dropout-like config field).
 
@@ -129,7 +132,9 @@ def find_dropout(
         site for its ``dropout`` child, whose rate the fused attention reads).
 
     Raises:
-        TypeError: If ``model`` is not an ``nn.Module``.
+        TypeError: If ``model`` is not an ``nn.Module`` or ``config`` not a bool.
+        Exception: What the probe forward raised, of the same type, its message
+            starting with ``find_dropout: ... while probing with probe_inputs``.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.2))
@@ -137,6 +142,7 @@ def find_dropout(
         [('1', 'element', 0.2, True)]
     """
     check_module("find_dropout", model)
+    check_bool("find_dropout", config, "config")
     sites = _static_sites(model)
     extra: list[tuple] = []
     if probe_inputs is not None:
@@ -297,6 +303,7 @@ def set_dropout(
     *,
     kinds: str | Iterable[str] | None = None,
     where: Where | None = None,
+    probe_inputs: Any = None,
 ) -> list[Any]:
     """Set the drop rates of a live model and of its Hugging Face config together.
 
@@ -328,6 +335,10 @@ def set_dropout(
             ``path.attr``) or predicate on the site. Functional sites (no knob)
             are never changed. Models without a config (timm, plain PyTorch) get
             ``p`` literally at every selected site.
+        probe_inputs: Inputs for one probe forward (see :func:`find_dropout`), so
+            that rates a custom forward passes to ``F.dropout`` /
+            ``scaled_dot_product_attention`` from a float attribute of any name
+            (``F.dropout(x, self.rate, self.training)``) are found and set too.
 
     Returns:
         One :class:`~dropkit._setter.DropoutChange` per changed rate, live sites
@@ -354,4 +365,4 @@ def set_dropout(
     """
     from dropkit._setter import apply_set_dropout
 
-    return apply_set_dropout(model, p, kinds=kinds, where=where)
+    return apply_set_dropout(model, p, kinds=kinds, where=where, probe_inputs=probe_inputs)

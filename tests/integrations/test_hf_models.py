@@ -411,8 +411,8 @@ def test_bad_input_leaves_hf_model_unchanged() -> None:
     model, _ = build("gpt2")
     before = snapshot(model)
     config = model.config.to_dict()
-    with pytest.raises(ValueError, match=r"set_dropout: expected p\['attention'\] in \[0, 1\)"):
-        set_dropout(model, {"element": 0.3, "attention": 1.0})
+    with pytest.raises(ValueError, match=r"set_dropout: expected p\['attention'\] in \[0, 1\]"):
+        set_dropout(model, {"element": 0.3, "attention": 1.5})
     with pytest.raises(ValueError, match="Known kinds: element, spatial"):
         set_dropout(model, 0.3, kinds=["element", "dropconnect"])
     with pytest.warns(UserWarning, match="select none"):

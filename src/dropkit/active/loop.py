@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dropkit._validation import check_choice, check_int
+from dropkit._validation import check_bool, check_choice, check_int
 from dropkit.active.acquisition import ACQUISITIONS, top_k
 from dropkit.active.batch_bald import batch_bald
 from dropkit.baselines.softmax import softmax_predict
@@ -145,6 +145,7 @@ def run_active_learning(
         ValueError: On unknown acquisition names, sizes out of range or
             mismatched pool shapes.
     """
+    check_bool(WHERE, progress, "progress")
     n = _check_pool(pool_x, pool_y)
     name = acquire if callable(acquire) else check_choice(WHERE, acquire, "acquire", NAMES)
     size = check_int(WHERE, acquisition_size, "acquisition_size")

@@ -42,6 +42,9 @@ def softmax_predict(
         An :class:`MCResult` with one sample; ``extras`` holds ``method`` and
         ``forward_passes`` (per input).
     """
+    from dropkit._validation import check_bool
+
+    check_bool("softmax_predict", keep_samples, "keep_samples")
     logits = batched_logits("softmax_predict", model, inputs, batch_size)
     probs = torch.softmax(logits.double(), -1)
     result = MCResult.from_samples(probs.unsqueeze(0), keep_samples=keep_samples)

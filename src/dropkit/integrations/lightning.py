@@ -82,7 +82,9 @@ class DropoutCallback(_Callback):
         self.log_key = log_key
         self.train_loss_key = train_loss_key
         self.val_loss_key = val_loss_key
-        self.early_stop = early_stop
+        from dropkit._validation import check_bool
+
+        self.early_stop = check_bool("DropoutCallback", early_stop, "early_stop")
         self.scheduler: DropoutScheduler | None = None
         self.verdicts: list[Verdict] = []
         self._val_loss: float | None = None

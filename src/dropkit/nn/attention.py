@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from dropkit._registry import register_dropout
-from dropkit._validation import _fail, check_generator, check_p
+from dropkit._validation import _fail, check_flags, check_generator, check_p
 from dropkit.kernels import bernoulli_dropout
 from dropkit.nn._base import DropoutBase, check_tensor
 
@@ -31,6 +31,7 @@ def _attention(
 ) -> torch.Tensor:
     p = check_p(where, p, allow_one=True)
     check_generator(where, generator)
+    check_flags(where, training=training, inplace=inplace)
     check_tensor(where, attn, "attn_probs")
     if attn.dim() < 2:
         raise _fail(

@@ -27,6 +27,7 @@ References:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -34,11 +35,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from dropkit._registry import register_dropout
-from dropkit._validation import _fail, check_generator
+from dropkit._validation import _fail, check_flags, check_generator, check_int
 from dropkit.nn._base import DropoutBase, check_tensor
 
 _EPS = 1e-7
 _LOGIT_CLAMP = 60.0  # keeps p log p finite at the extremes
+
+
+def _check_temperature(where: str, temperature: Any) -> None:
+    ok = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
+    if not ok or not math.isfinite(float(temperature)) or not float(temperature) > 0:
+        raise _fail(
+            ValueError, where, "temperature > 0", temperature, "Use a temperature such as 0.1."
+        )
+
+
+def _non_negative(where: str, name: str, value: Any) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not math.isfinite(float(value)) or float(value) < 0:
+        raise _fail(
+            ValueError,
+            where,
+            f"{name} >= 0 (a finite coefficient)",
+            value,
+            "Use the paper's scale, about 1e-6 for weight_regularizer (l^2 / N) and "
+            "1e-5 for dropout_regularizer (2 / (tau N)); 0 turns the term off.",
+        )
+    return float(value)
 
 
 def concrete_dropout(
@@ -70,8 +93,9 @@ def concrete_dropout(
         ``x * (1 - z) / (1 - p)`` in the dtype of ``x``.
 
     Raises:
-        TypeError: If ``p_logit`` is not a tensor.
-        ValueError: If ``temperature`` is not positive.
+        TypeError: If ``p_logit`` is not a tensor or ``training`` not a bool.
+        ValueError: If ``temperature`` is not positive, or ``p_logit`` is NaN,
+            ``+inf`` or has more than one element.
 
     Example:
         >>> x = torch.ones(4)
@@ -88,11 +112,26 @@ def concrete_dropout(
             p_logit,
             "Pass torch.tensor(math.log(p / (1 - p))) or use ConcreteDropout.",
         )
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise _fail(
-            ValueError, where, "temperature > 0", temperature, "Use a temperature such as 0.1."
-        )
+    _check_temperature(where, temperature)
     check_generator(where, generator)
+    check_flags(where, training=training)
+    if p_logit.numel() != 1:
+        raise _fail(
+            ValueError,
+            where,
+            "p_logit to be a one-element tensor",
+            tuple(p_logit.shape),
+            "Pass one logit for the layer, e.g. torch.tensor(-2.2) for p = 0.1.",
+        )
+    if bool(torch.isnan(p_logit).any() | torch.isposinf(p_logit).any()):
+        raise _fail(
+            ValueError,
+            where,
+            "p_logit finite or -inf (p in [0, 1))",
+            float(p_logit.detach()),
+            "A NaN logit comes from a diverged optimiser step; lower the learning rate or "
+            "reset the rate (ConcreteDropout.p = 0.1).",
+        )
     if not training or bool(torch.isneginf(p_logit).all()):
         return x
     dtype = torch.promote_types(x.dtype, p_logit.dtype)
@@ -132,6 +171,8 @@ class ConcreteDropout(DropoutBase):
 
     Raises:
         TypeError: If ``module`` is not an ``nn.Module``.
+        ValueError: If ``temperature`` is not positive, a regularizer is
+            negative or not finite, or ``input_dim < 1``.
 
     Example:
         >>> cd = ConcreteDropout(nn.Linear(3, 1), p=0.5)
@@ -164,18 +205,16 @@ class ConcreteDropout(DropoutBase):
                 "Pass the layer the dropout feeds, e.g. ConcreteDropout(nn.Linear(8, 1)) "
                 "or create_dropout('concrete', module=layer).",
             )
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise _fail(
-                ValueError,
-                "ConcreteDropout",
-                "temperature > 0",
-                temperature,
-                "Use a temperature such as 0.1.",
-            )
+        where = "ConcreteDropout"
+        _check_temperature(where, temperature)
+        weight_regularizer = _non_negative(where, "weight_regularizer", weight_regularizer)
+        dropout_regularizer = _non_negative(where, "dropout_regularizer", dropout_regularizer)
+        if input_dim is not None:
+            input_dim = check_int(where, input_dim, "input_dim")
         self.module = module
         self.temperature = float(temperature)
-        self.weight_regularizer = float(weight_regularizer)
-        self.dropout_regularizer = float(dropout_regularizer)
+        self.weight_regularizer = weight_regularizer
+        self.dropout_regularizer = dropout_regularizer
         self.input_dim = input_dim
 
     @property  # type: ignore[override]

@@ -20,9 +20,33 @@ import torch.nn.functional as F
 from torch import nn
 
 from dropkit._registry import register_dropout
-from dropkit._validation import _fail, check_generator, check_p
+from dropkit._validation import _fail, check_flags, check_generator, check_int, check_p
 from dropkit.kernels import draw_mask
 from dropkit.nn._base import DropoutBase, check_tensor
+
+
+def _check_ids(where: str, ids: Any, vocab: int) -> None:
+    if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex():
+        got = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise _fail(
+            TypeError,
+            where,
+            "ids to be an integer tensor of token ids",
+            got,
+            "Pass torch.as_tensor(ids, dtype=torch.long) (ids.long() for a float tensor).",
+        )
+    if ids.dtype == torch.bool:
+        raise _fail(TypeError, where, "ids to be an integer tensor", ids.dtype, "Pass ids.long().")
+    if ids.numel() and not ids.is_meta:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab:
+            raise _fail(
+                ValueError,
+                where,
+                f"ids in [0, {vocab}) (the weight has {vocab} rows)",
+                f"ids in [{lo}, {hi}]",
+                "Map tokens into the vocabulary, or build the embedding with more rows.",
+            )
 
 
 def _embedding(
@@ -36,6 +60,7 @@ def _embedding(
 ) -> torch.Tensor:
     p = check_p(where, p, allow_one=True)
     check_generator(where, generator)
+    check_flags(where, training=training)
     check_tensor(where, weight, "weight")
     if weight.dim() != 2:
         raise _fail(
@@ -45,6 +70,7 @@ def _embedding(
             tuple(weight.shape),
             "Pass the embedding matrix, e.g. embedding.weight.",
         )
+    _check_ids(where, ids, weight.shape[0])
     out = F.embedding(ids, weight, **kwargs)
     if not training or p == 0.0:
         return out
@@ -85,8 +111,9 @@ def embedding_dropout(
         The embeddings.
 
     Raises:
-        TypeError: If ``p`` is not a float.
-        ValueError: If ``p`` is out of range or ``weight`` is not 2-D.
+        TypeError: If ``p`` is not a float or ``ids`` not an integer tensor.
+        ValueError: If ``p`` is out of range, ``weight`` is not 2-D or an id is
+            outside ``[0, V)``.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -123,6 +150,8 @@ class EmbeddingDropout(DropoutBase):
 
     Raises:
         TypeError: If neither an ``nn.Embedding`` nor both sizes are given.
+        ValueError: If a size is below 1; at forward, if an id is outside
+            ``[0, num_embeddings)``.
 
     Example:
         >>> emb = EmbeddingDropout(num_embeddings=10, embedding_dim=4, p=0.1)
@@ -147,6 +176,8 @@ class EmbeddingDropout(DropoutBase):
     ) -> None:
         super().__init__(p, False, generator)
         if embedding is None and num_embeddings is not None and embedding_dim is not None:
+            num_embeddings = check_int("EmbeddingDropout", num_embeddings, "num_embeddings")
+            embedding_dim = check_int("EmbeddingDropout", embedding_dim, "embedding_dim")
             embedding = nn.Embedding(num_embeddings, embedding_dim, **kwargs)
         if not isinstance(embedding, nn.Embedding):
             raise _fail(

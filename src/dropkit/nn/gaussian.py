@@ -18,7 +18,7 @@ import math
 import torch
 
 from dropkit._registry import register_dropout
-from dropkit._validation import check_generator, check_p
+from dropkit._validation import check_flags, check_generator, check_p
 from dropkit.nn._base import DropoutBase, check_tensor
 
 
@@ -32,6 +32,7 @@ def _gaussian(
 ) -> torch.Tensor:
     p = check_p(where, p)
     check_generator(where, generator)
+    check_flags(where, training=training, inplace=inplace)
     check_tensor(where, x)
     if not training or p == 0.0:
         return x

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dropkit._registry import register_dropout
-from dropkit._validation import _fail, check_generator, check_int, check_p
+from dropkit._validation import _fail, check_flags, check_generator, check_int, check_p
 from dropkit.kernels import draw_mask
 from dropkit.nn._base import DropoutBase
 
@@ -52,6 +52,7 @@ def layer_drop(
     p = check_p("layer_drop", p, allow_one=True)
     num_layers = check_int("layer_drop", num_layers, "num_layers", minimum=0)
     check_generator("layer_drop", generator)
+    check_flags("layer_drop", training=training)
     if not training or p == 0.0 or num_layers == 0:
         return [True] * num_layers
     mask = draw_mask((num_layers,), p, like=torch.empty(0), generator=generator)

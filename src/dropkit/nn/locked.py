@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from dropkit._registry import register_dropout
-from dropkit._validation import check_generator, check_p, check_rank
+from dropkit._validation import check_flags, check_generator, check_p, check_rank
 from dropkit.kernels import draw_mask
 from dropkit.nn._base import DropoutBase, check_tensor
 
@@ -32,6 +32,7 @@ def _locked(
 ) -> torch.Tensor:
     p = check_p(where, p, allow_one=True)
     check_generator(where, generator)
+    check_flags(where, training=training, batch_first=batch_first, inplace=inplace)
     check_tensor(where, x)
     check_rank(where, x, (3,), "(N, L, C)" if batch_first else "(L, N, C)")
     if not training or p == 0.0:

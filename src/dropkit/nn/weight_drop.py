@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from dropkit._registry import register_dropout
-from dropkit._validation import _fail, check_generator, check_p
+from dropkit._validation import _fail, check_flags, check_generator, check_names, check_p
 from dropkit.kernels import bernoulli_dropout
 from dropkit.nn._base import DropoutBase, check_tensor
 
@@ -64,6 +64,7 @@ def drop_connect(
     """
     p = check_p("drop_connect", p, allow_one=True)
     check_generator("drop_connect", generator)
+    check_flags("drop_connect", training=training)
     check_tensor("drop_connect", weight, "weight")
     if not training or p == 0.0:
         return weight
@@ -120,7 +121,8 @@ class WeightDrop(DropoutBase):
     Args:
         module: The layer to wrap.
         p: Drop probability for each weight entry, in ``[0, 1]``.
-        weights: Parameter names to drop; the defaults above when ``None``.
+        weights: Parameter names to drop (one name or a list); the defaults
+            above when ``None``.
         generator: Optional ``torch.Generator``.
 
     Shape:
@@ -160,8 +162,21 @@ class WeightDrop(DropoutBase):
                 "Pass the layer, e.g. WeightDrop(nn.Linear(4, 4), p=0.5) or "
                 "create_dropout('weight', module=layer, p=0.5).",
             )
-        names = list(weights) if weights is not None else _default_weights(module)
+        # a single string is one name (not its characters)
+        names = (
+            check_names("WeightDrop", weights, "weights")
+            if weights is not None
+            else _default_weights(module)
+        )
         params = dict(module.named_parameters(recurse=False))
+        if not names:
+            raise _fail(
+                ValueError,
+                "WeightDrop",
+                "at least one weight name",
+                weights,
+                f"Pick from {sorted(params)}.",
+            )
         for name in names:
             if name not in params:
                 raise _fail(

@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
-from dropkit._validation import check_module
+from dropkit._validation import check_bool, check_module
 
 __all__ = ["PlacementWarning", "check_placement"]
 
@@ -165,6 +165,7 @@ def check_placement(
         ['check_placement']
     """
     check_module("check_placement", model)
+    check_bool("check_placement", warn, "warn")
     pairs = _static_pairs(model)
     if example_inputs is not None:
         pairs += [pair for pair in _probe_pairs(model, example_inputs) if pair not in pairs]

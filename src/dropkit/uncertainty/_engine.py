@@ -115,6 +115,8 @@ class Engine:
     ) -> None:
         self.cfg = cfg
         self.seed = seed
+        #: Rows of the whole call when known (memory check of kept samples).
+        self.total_rows: int | None = None
         self.sites = sites
         self.control = MaskControl(sites, seed=seed, consistent=cfg.consistent, model=model)
         if cfg.consistent and self.control.uncontrolled:
@@ -343,8 +345,9 @@ class Engine:
             start = time.perf_counter()
             values, noise = self._call(state, m, s, k, row_keys, measure=phase == "probe")
             if cfg.keep_samples and s == 0:  # refuse before the kept samples outgrow memory
-                row = values[0, 0]
-                check_kept_bytes(cfg.max_samples, n, row.numel() * row.element_size(), exact=True)
+                row, rows = values[0, 0], self.total_rows or offset + n
+                row_bytes = row.numel() * row.element_size()
+                check_kept_bytes(cfg.max_samples, rows, row_bytes, exact=True)
             self._after(phase, k, m, time.perf_counter() - start)
             self.max_chunk = max(self.max_chunk, k)
             if self._restart:

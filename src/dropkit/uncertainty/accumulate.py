@@ -59,8 +59,10 @@ class MCAccumulator:
         self.task = task
         self.tau = tau
         self.targets = targets
-        self.heteroscedastic = heteroscedastic
-        self.keep_samples = keep_samples
+        from dropkit._validation import check_bool
+
+        self.heteroscedastic = check_bool("MCAccumulator", heteroscedastic, "heteroscedastic")
+        self.keep_samples = check_bool("MCAccumulator", keep_samples, "keep_samples")
         self.count = torch.zeros(n, dtype=torch.int64)
         self.dtype: torch.dtype | None = None
         # running buffers, created on the first chunk (trailing shape unknown before)

@@ -28,13 +28,13 @@ References:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from dropkit._validation import _fail, check_choice, check_int, check_module
+from dropkit._validation import _fail, check_bool, check_choice, check_int, check_module
 from dropkit.uncertainty._engine import Engine, Settings
 from dropkit.uncertainty._io import (
     WHERE,
@@ -44,6 +44,7 @@ from dropkit.uncertainty._io import (
     row_keys,
     rows_of,
 )
+from dropkit.uncertainty._limits import check_kept_bytes
 from dropkit.uncertainty.result import MCResult
 
 
@@ -55,14 +56,69 @@ def _positive(name: str, value: Any, fix: str) -> float | None:
     return float(value)
 
 
+#: Most MC samples one call takes: far more than any estimate needs (the standard
+#: error at 2**20 samples is already 1e-3 of one sample's spread).
+MAX_SAMPLES = 2**20
+
+
+def _samples(name: str, value: Any, minimum: int = 1) -> int:
+    n = check_int(WHERE, value, name, minimum=minimum)
+    if n > MAX_SAMPLES:
+        raise _fail(
+            ValueError,
+            WHERE,
+            f"{name} <= {MAX_SAMPLES} (2**20)",
+            value,
+            "Use a few dozen to a few thousand samples; for a tolerance on the standard "
+            "error pass tol= and let adaptive sampling stop early.",
+        )
+    return n
+
+
+def _check_rows(batch: Any) -> None:
+    """Raise ValueError unless a mapping's batched tensors agree on their rows (dim 0)."""
+    if not isinstance(batch, Mapping):
+        return
+    rows = {k: int(v.shape[0]) for k, v in batch.items() if isinstance(v, torch.Tensor) and v.dim()}
+    n = next(iter(rows.values()), 1)
+    if any(r not in (n, 1) for r in rows.values()):
+        raise _fail(
+            ValueError,
+            WHERE,
+            "the tensors of a mapping batch to agree on their rows (dim 0)",
+            rows,
+            "Give every tensor one row per input (size-1 tensors broadcast), e.g. "
+            "tokenizer(texts, padding=True, return_tensors='pt').",
+        )
+
+
+def _check_not_empty(inputs: Any, total: int | None) -> None:
+    if total != 0:
+        return
+    shape = (
+        tuple(inputs.shape)
+        if isinstance(inputs, torch.Tensor)
+        else {k: tuple(v.shape) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+    )
+    raise _fail(
+        ValueError,
+        WHERE,
+        "at least one input row",
+        f"inputs with 0 rows, shape {shape}",
+        "Pass a non-empty batch (N >= 1 on dim 0).",
+    )
+
+
 def _settings(**kw: Any) -> Settings:
-    samples = check_int(WHERE, kw["samples"], "samples")
+    samples = _samples("samples", kw["samples"])
     output = check_choice(WHERE, kw["output"], "output", ("logits", "probs", "regression"))
     strategy = check_choice(WHERE, kw["strategy"], "strategy", ("auto", "loop", "batched"))
     tau = _positive("tau", kw["tau"], "Pass the noise precision 1 / sigma^2, e.g. tau=1.0.")
     tol = _positive("tol", kw["tol"], "Pass a standard-error tolerance such as tol=0.01.")
     memory_mb = _positive("memory_mb", kw["memory_mb"], "Pass a budget in MiB such as 256.")
-    hetero = bool(kw["heteroscedastic"])
+    hetero = check_bool(WHERE, kw["heteroscedastic"], "heteroscedastic")
+    consistent = check_bool(WHERE, kw["consistent_masks"], "consistent_masks")
+    keep = check_bool(WHERE, kw["keep_samples"], "keep_samples")
     targets = kw["targets"]
     if output != "regression" and (tau is not None or hetero or targets is not None):
         raise _fail(
@@ -98,10 +154,21 @@ def _settings(**kw: Any) -> Settings:
         )
     max_samples = samples
     min_samples = samples
+    if tol is None and (kw["min_samples"] is not None or kw["max_samples"] is not None):
+        given = "min_samples" if kw["min_samples"] is not None else "max_samples"
+        raise _fail(
+            ValueError,
+            WHERE,
+            "min_samples / max_samples only with tol= (adaptive sampling)",
+            f"{given}={kw[given]!r} and tol=None",
+            "Pass tol=0.01 to stop each input once its standard error is below it, or "
+            "drop them and pass samples= for a fixed count.",
+        )
     if tol is not None:
-        max_samples = check_int(WHERE, kw["max_samples"] or samples, "max_samples")
+        raw_max = kw["max_samples"] if kw["max_samples"] is not None else samples
+        max_samples = _samples("max_samples", raw_max)
         lo = kw["min_samples"] if kw["min_samples"] is not None else min(10, max_samples)
-        min_samples = check_int(WHERE, lo, "min_samples", minimum=2)
+        min_samples = _samples("min_samples", lo, minimum=2)
         if min_samples > max_samples:
             raise _fail(
                 ValueError,
@@ -127,14 +194,7 @@ def _settings(**kw: Any) -> Settings:
             "only one of them",
             "Pass both (features: inputs -> features, head: features -> output) or neither.",
         )
-    if kw["progress"] not in (None, True, False):
-        raise _fail(
-            TypeError,
-            WHERE,
-            "progress to be None, True or False",
-            kw["progress"],
-            "Pass progress=False to silence the bar.",
-        )
+    check_bool(WHERE, kw["progress"], "progress", optional=True)
     return Settings(
         output=output,
         strategy=strategy,
@@ -145,8 +205,8 @@ def _settings(**kw: Any) -> Settings:
         heteroscedastic=hetero,
         memory_bytes=(memory_mb or 256.0) * 2**20,
         chunk_samples=chunk,
-        consistent=bool(kw["consistent_masks"]),
-        keep_samples=bool(kw["keep_samples"]),
+        consistent=consistent,
+        keep_samples=keep,
     )
 
 
@@ -207,8 +267,8 @@ def mc_predict(
         inputs: A tensor ``(N, ...)``, a mapping of tensors (tokenizer output),
             or an iterable of batches (``DataLoader``; a tuple batch contributes
             its first element).
-        samples: Number of MC samples ``T`` (the maximum when ``tol`` is set
-            and ``max_samples`` is not).
+        samples: Number of MC samples ``T``, at most ``2**20`` (the maximum
+            when ``tol`` is set and ``max_samples`` is not).
         output: What the model returns: ``"logits"`` (softmax per sample),
             ``"probs"`` (checked to be distributions) or ``"regression"``.
             Never guessed.
@@ -230,8 +290,9 @@ def mc_predict(
             mean probability of the predicted class (regression: of its mean)
             is below ``tol``.
         min_samples: Samples before the first stop check (default
-            ``min(10, max_samples)``, at least 2).
-        max_samples: Cap for adaptive sampling (default ``samples``).
+            ``min(10, max_samples)``, at least 2); only with ``tol``.
+        max_samples: Cap for adaptive sampling (default ``samples``); only
+            with ``tol``.
         seed: Base seed of the per-sample mask generators (``None``: drawn from
             torch's global generator). Sites that draw from torch's global
             generator (fused and eager attention, ``F.dropout`` in a custom
@@ -254,7 +315,9 @@ def mc_predict(
             every batch (BatchBALD-style joint samples); every active site must
             be controllable (module sites, no fused attention dropout).
         keep_samples: Keep the per-sample outputs ``(S, N, ...)`` (probabilities
-            for classification; NaN where adaptive sampling stopped).
+            for classification; NaN where adaptive sampling stopped). Refused
+            before it runs (from the row count, then from the first sample's
+            size) when they would take more than half the machine's memory.
         reuse_prefix: Use the automatic prefix split.
         progress: Progress bar (tqdm): ``None`` when stderr is a terminal.
 
@@ -268,8 +331,11 @@ def mc_predict(
 
     Raises:
         TypeError: If the model, inputs or an argument has the wrong type.
-        ValueError: If an argument is out of range, or the model's output does not
-            fit ``output`` (e.g. ``"probs"`` rows not summing to 1).
+        ValueError: If an argument is out of range (``min_samples`` /
+            ``max_samples`` without ``tol`` included), the inputs have no rows
+            or a mapping's tensors disagree on rows, kept samples would not fit
+            in memory, or the model's output does not fit ``output`` (e.g.
+            ``"probs"`` rows not summing to 1).
         RuntimeError: If no selected site is stochastic (from ``mc_mode``).
 
     Example:
@@ -279,6 +345,7 @@ def mc_predict(
         (torch.Size([5, 3]), torch.Size([5]), 'sequential')
     """
     check_module(WHERE, model)
+    check_bool(WHERE, reuse_prefix, "reuse_prefix")
     cfg = _settings(
         samples=samples,
         output=output,
@@ -299,7 +366,13 @@ def mc_predict(
         consistent_masks=consistent_masks,
         keep_samples=keep_samples,
     )
+    _check_rows(inputs)
     batches, total = iter_batches(inputs, batch_size)
+    _check_not_empty(inputs, total)
+    if cfg.keep_samples and total is not None:
+        # before any forward: at least 2 float32 classes (1 value for regression) per row
+        smallest = 4 if cfg.output == "regression" else 8
+        check_kept_bytes(cfg.max_samples, total, smallest, exact=False)
     keys = row_keys(row_ids, total)
     if targets is not None and total is not None and targets.shape[0] != total:
         raise _fail(
@@ -330,9 +403,11 @@ def mc_predict(
                 head=head,
                 reuse_prefix=bool(reuse_prefix),
             )
+            engine.total_rows = total
             with engine.control:
                 offset = 0
                 for batch in batches:
+                    _check_rows(batch)
                     here = batch_keys(keys, offset, rows_of(batch))
                     part, n = engine.predict_batch(batch, targets, offset, here)
                     parts.append(part)
