@@ -117,8 +117,18 @@ class HMCDiagnostics:
         """JSON-ready copy."""
         return asdict(self)
 
-    def check(self, where: str, what: str, rhat: dict[str, float], ess_: dict[str, float]) -> None:
-        """Warn (``UserWarning``) when R-hat is high or the ESS low; record it."""
+    def check(
+        self,
+        where: str,
+        what: str,
+        rhat: dict[str, float],
+        ess_: dict[str, float],
+        stacklevel: int = 3,
+    ) -> None:
+        """Warn (``UserWarning``) when R-hat is high or the ESS low; record it.
+
+        ``stacklevel`` counts from this method to the user's call.
+        """
         fixes = "Run more warmup, more samples or more chains, or sample a smaller model."
         messages = []
         worst_rhat = rhat.get("max", float("nan"))
@@ -136,7 +146,7 @@ class HMCDiagnostics:
             )
         for msg in messages:
             self.warnings.append(msg)
-            warnings.warn(msg, UserWarning, stacklevel=3)
+            warnings.warn(msg, UserWarning, stacklevel=stacklevel)
 
 
 def summarize_draws(draws: torch.Tensor) -> tuple[dict[str, float], dict[str, float]]:

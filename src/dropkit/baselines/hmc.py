@@ -430,7 +430,7 @@ class HMC:
             wall_time_s=wall,
         )
         self.fit_time_s = wall
-        self.diagnostics.check(where, "parameters", rhat, ess)
+        self.diagnostics.check(where, "parameters", rhat, ess, stacklevel=4)  # via fit
 
     # -------------------------------------------------------------- predict
     @property
