@@ -50,6 +50,7 @@ EXPECTED = [
     "metrics",
     "nn",
     "schedules",
+    "score_pool",  # dropkit.score: pools of any size (issue 18)
     "set_dropout",
     "sweep",
     "training",

@@ -45,6 +45,8 @@ _API: dict[str, str] = {
     "MCResult": "dropkit.uncertainty",
     "mc_predict": "dropkit.uncertainty",
     "compare_uncertainty": "dropkit.baselines",
+    # pools of any size, locally or on Ray
+    "score_pool": "dropkit.score",
 }
 
 _SUBMODULES = (

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 BENCHES = ("kernels", "mc", "digits", "schedules", "sweep", "uci", "bayes")
-COMMANDS = ("demo", "audit", "predict", "report", "sweep", "bench")
+COMMANDS = ("demo", "audit", "predict", "report", "sweep", "bench", "score")
 
 USAGE = """usage: dropkit COMMAND [ARGS]
 
@@ -68,6 +68,7 @@ commands:
   demo                 train, compare and report on digits (offline; 20-40 s, --quick 10-30 s)
   audit MODEL          list a model's dropout sites, totals and warnings
   predict MODEL        MC-dropout predictions with uncertainty as JSON lines
+  score MODEL          MC-dropout scores of a large pool to Parquet (local or Ray)
   report METRICS_JSON  re-render report.html from a metrics.json
   sweep ...            Optuna sweep of dropout rates (SQLite or PostgreSQL storage)
   bench NAME ...       benchmarks: kernels, mc, digits, schedules, sweep, uci, bayes
@@ -548,6 +549,8 @@ def _dispatch(args: list[str]) -> int:
         return _delegate("dropkit.sweep.cli", rest)
     if command == "bench":
         return _bench(rest)
+    if command == "score":
+        return _delegate("dropkit.score.cli", rest)
     raise CLIError(
         f"expected a command ({', '.join(COMMANDS)}), but got {command!r}. See 'dropkit --help'."
     )

@@ -8,6 +8,14 @@ and prints dropkit's numbers next to the published ones. Resumable: results are
 checkpointed per split (and training state every few minutes) under ``--out``;
 rerunning the same command picks up where it stopped.
 
+``--engine ray`` runs every (dataset, split) unit as a Ray task (a local Ray on
+this machine, or the cluster at ``--address``): each unit is the protocol on
+that split alone (its own grid, refit and test, in ``DATASET/units/split_K``),
+and its record lands in the same ``DATASET/split_K.json`` as with ``--engine
+local``, so either engine resumes the other's folder. A split's models draw
+from streams keyed by ``(seed, split, config, phase)``, so the numbers are
+identical to ``--engine local`` for the same seed.
+
 References:
     Gal and Ghahramani, "Dropout as a Bayesian Approximation", ICML 2016.
     Hernández-Lobato and Adams, "Probabilistic Backpropagation", ICML 2015.
@@ -27,7 +35,7 @@ from typing import Any
 import torch
 
 from dropkit.bench._record import write_record
-from dropkit.sweep._io import read_json
+from dropkit.sweep._io import read_json, write_json
 from dropkit.sweep.protocol import ProtocolSettings, run_uci, summarize
 from dropkit.sweep.uci import DATASETS, UCIData, load_uci
 
@@ -162,6 +170,62 @@ def _print(results: dict[str, dict[str, Any]]) -> None:
     print("* = outside two published standard errors of the grid-search column")
 
 
+def _unit(data: UCIData, split: int, out: str, settings: ProtocolSettings) -> dict[str, Any]:
+    """One (dataset, split) unit on a Ray worker: the protocol on that split alone."""
+    torch.set_num_threads(1)
+
+    def log(line: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+
+    folder = Path(out) / data.name / "units" / f"split_{split}"
+    return run_uci(data, [split], folder, settings, log=log)[0]
+
+
+def run_units_on_ray(
+    datasets: list[UCIData],
+    plan: dict[str, list[int]],
+    out: Path,
+    settings: ProtocolSettings,
+    address: str | None,
+    workers: int | None,
+    log: Any,
+) -> None:
+    """Run the unfinished (dataset, split) units of ``plan`` as Ray tasks.
+
+    Finished units (``out/DATASET/split_K.json`` with this run's settings) are
+    skipped; each finished task's record is written there atomically as it
+    arrives, so an interrupted run resumes with either engine. Tasks are
+    retried by Ray if their worker dies.
+    """
+    from dropkit.integrations.ray import session
+
+    todo: list[tuple[UCIData, int]] = []
+    for data in datasets:
+        fp = settings.fingerprint(data)
+        for k in plan[data.name]:
+            path = out / data.name / f"split_{k}.json"
+            if not (path.exists() and read_json(path).get("settings") == fp):
+                todo.append((data, k))
+    if not todo:
+        return
+    with session(address, workers=workers, where=_WHERE) as ray:
+        task = ray.remote(num_cpus=1, max_retries=3)(_unit)
+        refs = {}
+        shared: dict[str, Any] = {}
+        for data, k in todo:
+            if data.name not in shared:
+                shared[data.name] = ray.put(data)
+            refs[task.remote(shared[data.name], k, str(out), settings)] = (data.name, k)
+        log(f"ray: {len(refs)} units queued ({', '.join(sorted({n for n, _ in refs.values()}))})")
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            name, k = refs[ready[0]]
+            record = ray.get(ready[0])
+            write_json(out / name / f"split_{k}.json", record)
+            log(f"[{name}] split {k} done on ray: RMSE {record['rmse']:.4g}, LL {record['ll']:.4g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit code."""
     parser = argparse.ArgumentParser(prog="dropkit bench uci", description=__doc__.split("\n")[0])
@@ -196,7 +260,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="CI mode: yacht, 2 splits, 40 epochs, 100 samples"
     )
+    parser.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="local: this process; ray: one Ray task per (dataset, split) unit",
+    )
+    parser.add_argument(
+        "--address", default=None, help="Ray cluster HOST:PORT (default: a local Ray)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="CPUs of the local Ray (default 2)"
+    )
     args = parser.parse_args(argv)
+    if args.engine != "ray" and (args.address is not None or args.workers is not None):
+        raise ValueError(
+            f"{_WHERE}: expected --address / --workers only with --engine ray, but got "
+            f"--engine {args.engine}. Add --engine ray."
+        )
     if args.quick:
         args.datasets, args.splits, args.epochs = "yacht", args.splits or 2, args.epochs or 40
         args.samples = min(args.samples, 100)
@@ -227,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     def log(line: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
+    plan = {d.name: list(range(min(args.splits or d.n_splits, d.n_splits))) for d in datasets}
+    if args.engine == "ray":
+        run_units_on_ray(datasets, plan, args.out, settings, args.address, args.workers, log)
     for data in datasets:
-        splits = list(range(min(args.splits or data.n_splits, data.n_splits)))
+        splits = plan[data.name]
         records = run_uci(data, splits, args.out, settings, log=log)
         summary = compare(data.name, summarize(records))
         summary["epochs"] = settings.epochs_for(data)
