@@ -180,8 +180,8 @@ def test_compare_uncertainty_errors(toy):
         compare_uncertainty(model, toy["test"], methods=["laplace"])
     with pytest.raises(
         ValueError,
-        match=r"^compare_uncertainty: expected methods\[i\] to be one of \['ensemble', 'laplace', "
-        r"'mc_dropout', 'softmax'\], but got 'mcd'",
+        match=r"^compare_uncertainty: expected methods\[i\] to be one of \['ensemble', 'hmc', "
+        r"'laplace', 'mc_dropout', 'softmax'\], but got 'mcd'",
     ):
         compare_uncertainty(model, toy["test"], methods=["mcd"])
     with pytest.raises(
