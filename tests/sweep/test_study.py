@@ -183,7 +183,7 @@ def test_cli_runs_and_reports_errors_in_one_line(tasks: Any, tmp_path: Path, cap
     for extra, message in cases:
         assert cli.main(["--storage", f"sqlite:///{tmp_path / 'e.db'}", *extra]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("dropkit sweep: error: ") and len(err.strip().splitlines()) == 1
+        assert err.startswith("dropkit: error: ") and len(err.strip().splitlines()) == 1
         assert __import__("re").search(message, err), err
     assert not (tmp_path / "e.db").exists()
 

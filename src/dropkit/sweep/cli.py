@@ -9,9 +9,11 @@ What it trains (``--task``):
   ``--task-option KEY=VALUE`` pairs arrive in ``options``.
 
 Many machines: start the same command with one PostgreSQL ``--storage`` URL
-and ``--study`` name on each; they share the study and stop when it holds
-``--trials`` finished trials. Rerun after an interruption to resume; trials
-of a killed worker are marked FAIL after ``--grace`` seconds without heartbeat.
+and ``--study`` name on each; they share the study, and ``--trials N`` is the
+number of finished trials the whole study ends with, however many workers
+run. Rerun after an interruption to resume; trials of a killed worker are
+marked FAIL (at once on the same machine, after ``--grace`` seconds without
+heartbeat elsewhere). Every number is checked before the storage is touched.
 
 Example:
     dropkit sweep --study digits --trials 30 --objective nll
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,37 +32,162 @@ from typing import Any
 _ERRORS = (ValueError, TypeError, RuntimeError, FileNotFoundError, ImportError)
 
 
+DESCRIPTION = """\
+Run, join or resume an Optuna study of dropout rates.
+
+--task is digits (a dropout MLP on scikit-learn's digits), uci:NAME (a UCI
+regression set from --data-dir) or package.module:factory (your own task;
+--task-option KEY=VALUE pairs reach the factory).
+
+--trials N is the number of finished (complete or pruned) trials the study
+holds at the end, shared by every worker: start the same command on several
+machines with one PostgreSQL --storage and they stop together at N. Rerun the
+command to resume; trials of a killed worker are marked FAIL. Every number is
+checked before the storage is touched."""
+
+EXAMPLES = """\
+examples:
+  dropkit sweep --study digits --trials 30
+  dropkit sweep --storage sqlite:///out/sweep.db --study d --trials 20 --epochs 5
+  dropkit sweep --task uci:yacht --data-dir data/uci --objective rmse --trials 20
+  dropkit sweep --storage postgresql://me:pw@db/sweeps --study digits --trials 200 --seed 1
+"""
+
+# built-in task options: name -> (type, minimum, what)
+TASK_OPTIONS: dict[str, dict[str, tuple[type, float, str]]] = {
+    "digits": {
+        "epochs": (int, 1, "an int >= 1"),
+        "samples": (int, 1, "an int >= 1"),
+        "seed": (int, 0, "an int >= 0"),
+    },
+    "uci": {
+        "epochs": (int, 1, "an int >= 1"),
+        "samples": (int, 1, "an int >= 1"),
+        "split": (int, 0, "an int >= 0"),
+        "tau": (float, 0, "a number > 0"),
+    },
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # noqa: D102 - argparse hook
+        raise _Usage(f"dropkit sweep: {message}. See 'dropkit sweep --help'.")
+
+
+class _Usage(Exception):
+    """A command-line mistake, shown as one line with exit code 2."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dropkit sweep", description=__doc__.split("\n")[0])
+    parser = _Parser(
+        prog="dropkit sweep",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = parser.add_argument
-    add("--task", default="digits", help="digits, uci:NAME or package.module:factory")
+    add("--task", default="digits", help="digits, uci:NAME or package.module:factory (digits)")
     add("--data-dir", default=None, help="UCI folder for --task uci:NAME")
     add(
         "--task-option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="task option (epochs, samples, seed, split, tau, or any for a factory)",
+        help="task option, repeatable: digits takes epochs, samples, seed; uci:NAME takes "
+        "epochs, samples, split, tau; a factory gets every pair as strings",
     )
-    add("--storage", default="sqlite:///study.db", help="Optuna storage URL")
-    add("--study", default="dropkit", help="study name shared by cooperating workers")
-    add("--trials", type=int, default=20, help="finished trials the study should hold")
+    add("--storage", default="sqlite:///study.db", help="Optuna storage URL (sqlite:///study.db)")
+    add("--study", default="dropkit", help="study name shared by cooperating workers (dropkit)")
+    add(
+        "--trials",
+        type=int,
+        default=20,
+        metavar="N",
+        help="finished (complete + pruned) trials the whole study holds at the end, "
+        "counted over all its workers (20)",
+    )
     add(
         "--objective",
         default="nll",
-        help="nll, accuracy, ece, rmse or package.module:function(outputs, targets)",
+        help="nll, accuracy, ece, rmse or package.module:function(outputs, targets) (nll)",
     )
-    add("--direction", default=None, choices=("minimize", "maximize"))
-    add("--epochs", type=int, default=None, help="epochs per trial (task option)")
-    add("--samples", type=int, default=None, help="MC passes for validation (task option)")
-    add("--p-range", default="0,0.5", help="LOW,HIGH of the searched drop rates")
-    add("--seed", type=int, default=None, help="sampler seed")
-    add("--timeout", type=float, default=None, help="stop this worker after SECONDS")
-    add("--heartbeat", type=int, default=10, help="seconds between trial heartbeats")
-    add("--grace", type=int, default=None, help="seconds without heartbeat before FAIL")
+    add(
+        "--direction",
+        default=None,
+        choices=("minimize", "maximize"),
+        help="default: the objective's own",
+    )
+    add("--epochs", type=int, default=None, help="epochs per trial (the task's default)")
+    add("--samples", type=int, default=None, help="MC passes for validation (the task's default)")
+    add("--p-range", default="0,0.5", metavar="LOW,HIGH", help="searched drop rates (0,0.5)")
+    add("--seed", type=int, default=None, help="sampler seed (give each worker its own)")
+    add(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no new trial after SECONDS (no limit)",
+    )
+    add("--heartbeat", type=int, default=10, help="seconds between trial heartbeats (10)")
+    add(
+        "--grace",
+        type=int,
+        default=None,
+        help="seconds without heartbeat before another machine's trial is FAIL (2 x heartbeat)",
+    )
     add("--out", type=Path, default=None, help="write a JSON summary here")
     add("--quiet", action="store_true", help="no per-trial lines")
     return parser
+
+
+def _bad(flag: str, what: str, value: Any, fix: str) -> ValueError:
+    return ValueError(f"dropkit sweep: expected {flag} {what}, but got {value!r}. {fix}")
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Validate every number of the command line (nothing is touched before)."""
+    if args.trials < 1:
+        raise _bad("--trials", ">= 1", args.trials, "Pass the number of trials, e.g. 20.")
+    for flag, value in (("--epochs", args.epochs), ("--samples", args.samples)):
+        if value is not None and value < 1:
+            raise _bad(flag, ">= 1", value, f"Pass e.g. {flag} 5, or leave it out.")
+    if args.timeout is not None and not (0 < args.timeout < float("inf")):
+        raise _bad("--timeout", "> 0 seconds", args.timeout, "Pass e.g. 3600, or leave it out.")
+    if args.heartbeat < 1:
+        raise _bad("--heartbeat", ">= 1 second", args.heartbeat, "Pass e.g. 10.")
+    if args.grace is not None and args.grace <= args.heartbeat:
+        raise _bad(
+            "--grace",
+            f"> --heartbeat ({args.heartbeat})",
+            args.grace,
+            "A trial must miss a few heartbeats before it is declared dead.",
+        )
+
+
+def _task_options(task: str, options: dict[str, str]) -> None:
+    """Check the options of a built-in task by name and type."""
+    kind = "uci" if task.startswith("uci:") else task
+    known = TASK_OPTIONS.get(kind)
+    if known is None:
+        return  # a user factory reads its own options
+    for key, value in options.items():
+        if key not in known:
+            raise ValueError(
+                f"dropkit sweep: expected --task-option KEY among {', '.join(known)} for "
+                f"--task {task}, but got {key!r}. Drop it, or use a factory task for custom "
+                "options."
+            )
+        cast, minimum, what = known[key]
+        try:
+            number = cast(value)
+        except ValueError:
+            number = None
+        ok = number is not None and (number > minimum if cast is float else number >= minimum)
+        if not ok:
+            raise ValueError(
+                f"dropkit sweep: expected --task-option {key}= to be {what}, but got "
+                f"{value!r}. Write e.g. --task-option {key}={int(minimum) + 1}."
+            )
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -104,9 +232,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Check every argument, then run the study; return a JSON-ready summary."""
     from dropkit.sweep.objectives import resolve
     from dropkit.sweep.space import SearchSpace, space_for
-    from dropkit.sweep.study import open_storage, run_study
+    from dropkit.sweep.study import open_storage
     from dropkit.sweep.tasks import load_task
 
+    check_numbers(args)
     objective = _objective(args.objective)
     resolve(objective, args.direction)  # unknown objective: fail before anything exists
     space = SearchSpace(p=_range(args.p_range))
@@ -114,13 +243,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("epochs", "samples"):
         if getattr(args, key) is not None:
             options[key] = str(getattr(args, key))
-    log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    _task_options(args.task, options)
+    bars: list[_Progress] = []
+
+    def log(line: str) -> None:
+        bar = bars[0] if bars else None
+        if not args.quiet:
+            bar.write(line) if bar is not None else print(line, flush=True)
+        if bar is not None and _FINISHED.match(line):
+            bar.update()
+
     train = load_task(args.task, options, data_dir=args.data_dir)
     storage = open_storage(
         args.storage, heartbeat_interval=args.heartbeat, grace_period=args.grace, log=log
     )
     space = space_for(train, p=space.p)
-    study = run_study(
+    bar = _Progress(args.trials, enabled=sys.stderr.isatty())
+    bars.append(bar)
+    try:
+        study = _run(train, objective, args, storage, space, log)
+    finally:
+        bar.close()
+    return _summary(study, args)
+
+
+def _run(train: Any, objective: Any, args: Any, storage: Any, space: Any, log: Any) -> Any:
+    from dropkit.sweep.study import run_study
+
+    return run_study(
         train,
         objective=objective,
         direction=args.direction,
@@ -132,6 +282,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timeout=args.timeout,
         log=log,
     )
+
+
+def _summary(study: Any, args: argparse.Namespace) -> dict[str, Any]:
     states: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
@@ -148,23 +301,60 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+_FINISHED = re.compile(r"^trial \d+ (complete|pruned|fail):")
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    return value
+
+
+class _Progress:
+    """A tqdm bar of finished trials on a terminal; plain lines elsewhere."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(total=total, unit="trial", desc="sweep", leave=False)
+
+    def write(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def update(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``dropkit sweep``; returns the exit code (2 on bad input)."""
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         summary = run(args)
-    except _ERRORS as exc:
-        print(f"dropkit sweep: error: {exc}", file=sys.stderr)
+    except (_Usage, *_ERRORS) as exc:
+        print(f"dropkit: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     best = summary["best"]
     print(f"study {summary['study']!r}: {summary['trials']}")
     if best is not None:
+        params = {k: _round(v) for k, v in best["params"].items()}
         print(
-            f"best trial {best['number']}: {summary['objective']}={best['value']:.6g} "
-            f"{best['params']}"
+            f"best trial {best['number']}: {summary['objective']}={_round(best['value'])} {params}"
         )
     if args.out is not None:
         from dropkit.sweep._io import write_json
