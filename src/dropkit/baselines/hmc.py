@@ -10,6 +10,10 @@ targets first), in log space. The sampler works on a flat float64 copy of the
 parameters and evaluates the model with ``torch.func.functional_call`` in eval
 mode, so the model you pass is never modified. Chains run one after another
 in this process (seeds ``seed + k``), which keeps pyro's multiprocessing out.
+The potential is handed to NUTS directly (``potential_fn``), not compiled:
+pyro's ``jit_compile=True`` traces a pyro model with ``torch.jit.trace``, which
+torch 2.14 deprecates with a ``FutureWarning`` (an error under warnings-as-
+errors), and it was not faster here (BENCHMARKS.md).
 
 The predictive is the average over all kept draws (``S = chains x samples``):
 an :class:`MCResult` like every other baseline. Before sampling, one gradient
