@@ -36,6 +36,13 @@ from torch import nn
 
 from dropkit._validation import _fail, check_bool, check_choice, check_int, check_module
 from dropkit.uncertainty._engine import Engine, Settings
+from dropkit.uncertainty._inputs import (
+    check_not_texts,
+    label_names,
+    model_device,
+    text_batches,
+    to_device,
+)
 from dropkit.uncertainty._io import (
     WHERE,
     batch_keys,
@@ -223,6 +230,7 @@ def mc_predict(
     tau: float | None = None,
     targets: torch.Tensor | None = None,
     batch_size: int | None = None,
+    tokenizer: Any = None,
     strategy: str = "auto",
     memory_mb: float = 256.0,
     chunk_samples: int | None = None,
@@ -280,7 +288,13 @@ def mc_predict(
         tau: Regression noise precision: ``aleatoric_var = 1 / tau``.
         targets: Regression targets ``(N, ...)`` for ``log_likelihood`` (needs
             ``tau`` or ``heteroscedastic``).
-        batch_size: Cut tensor / mapping inputs (and loader batches) into pieces.
+        batch_size: Cut tensor / mapping inputs (and loader batches) into pieces;
+            with ``tokenizer``, texts tokenized per batch (default 32).
+        tokenizer: A Hugging Face tokenizer, to predict on raw texts: ``inputs``
+            is then a text or a list of texts, tokenized per batch with
+            ``padding=True, truncation=True``. Every batch is moved to the
+            model's device; ``result.labels`` holds ``config.id2label``'s names
+            when the model has them.
         strategy: ``"auto"``, ``"loop"`` or ``"batched"``.
         memory_mb: Budget for one batched call, from the activation bytes
             measured on the first sample.
@@ -366,8 +380,14 @@ def mc_predict(
         consistent_masks=consistent_masks,
         keep_samples=keep_samples,
     )
-    _check_rows(inputs)
-    batches, total = iter_batches(inputs, batch_size)
+    total: int | None
+    if tokenizer is not None:
+        batches, total = text_batches(inputs, tokenizer, batch_size)
+    else:
+        check_not_texts(inputs)
+        _check_rows(inputs)
+        batches, total = iter_batches(inputs, batch_size)
+    device = model_device(model)
     _check_not_empty(inputs, total)
     if cfg.keep_samples and total is not None:
         # before any forward: at least 2 float32 classes (1 value for regression) per row
@@ -407,6 +427,7 @@ def mc_predict(
             with engine.control:
                 offset = 0
                 for batch in batches:
+                    batch = to_device(batch, device)
                     _check_rows(batch)
                     here = batch_keys(keys, offset, rows_of(batch))
                     part, n = engine.predict_batch(batch, targets, offset, here)
@@ -443,4 +464,6 @@ def mc_predict(
         )
     result = MCResult.concat(parts)
     result.extras = engine.extras()
+    if result.task == "classification":
+        result.labels = label_names(model, int(result.mean.shape[-1]))
     return result

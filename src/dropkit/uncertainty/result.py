@@ -45,6 +45,8 @@ class MCResult:
         log_likelihood: MC predictive log-likelihood of targets per input ``(N,)``
             (regression, when targets were given), else ``None``.
         extras: Free-form metadata (method name, forward passes, timings, ...).
+        labels: Class names by index (a Hugging Face model's ``config.id2label``,
+            set by ``mc_predict``), else ``None``.
     """
 
     task: str
@@ -60,6 +62,27 @@ class MCResult:
     aleatoric_var: torch.Tensor | None = None
     log_likelihood: torch.Tensor | None = None
     extras: dict[str, object] = field(default_factory=dict)
+    labels: list[str] | None = None
+
+    @property
+    def predictions(self) -> torch.Tensor:
+        """Predicted class per input, ``mean.argmax(-1)``: ``(N,)`` int64 (classification)."""
+        return self.probs.argmax(-1)
+
+    @property
+    def predicted_labels(self) -> list[str]:
+        """Names of :attr:`predictions` from :attr:`labels` (flattened for ``(N, L)``).
+
+        Raises:
+            RuntimeError: If the result has no label names.
+        """
+        if self.labels is None:
+            raise RuntimeError(
+                "MCResult.predicted_labels: expected label names (a Hugging Face model's "
+                "config.id2label), but got labels=None. Use .predictions for class indices."
+            )
+        names = self.labels
+        return [names[i] for i in self.predictions.reshape(-1).tolist()]
 
     @property
     def probs(self) -> torch.Tensor:
