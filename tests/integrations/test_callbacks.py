@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -377,3 +378,43 @@ def test_lightning_monitor_needs_logged_losses(tmp_path) -> None:
         RuntimeError, match="DropoutCallback: expected 'val_loss' in trainer.callback_metrics"
     ):
         trainer.fit(Silent(), train, val)
+
+
+def test_hf_callback_over_training_ends_at_the_end_rate(seed) -> None:
+    """The schedule length comes from TrainerState.max_steps; the last step trains at `end`."""
+    from transformers import TrainerControl, TrainerState
+    from transformers.trainer_callback import CallbackHandler
+
+    from dropkit.integrations.hf import DropoutCallback
+
+    # what a user computing steps=max_steps by hand gets: the last step is not at `end`
+    assert S.cosine(0.3, 0.1, steps=6)(5) == pytest.approx(0.1 + 0.1 * (1 - 3**0.5 / 2))
+    args = SimpleNamespace(weight_decay=0.0)
+
+    def run(state: Any, stop_at: int) -> tuple[list[float], list[float]]:
+        model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+        callback = DropoutCallback.over_training(S.cosine, 0.3, 0.1)
+        handler = CallbackHandler([callback], model, None, None, None)
+        control = handler.on_train_begin(args, state, TrainerControl())
+        seen, logged = [], []
+        while state.global_step < stop_at:
+            control = handler.on_step_begin(args, state, control)
+            seen.append(model[1].p)
+            state.global_step += 1
+            logs = {"loss": 1.0}
+            state.log_history.append({**logs, "step": state.global_step})
+            handler.on_log(args, state, control, logs)
+            logged.append(logs["dropout_p"])
+        return seen, logged
+
+    reference = S.cosine(0.3, 0.1, steps=5)  # max_steps - 1
+    seen, logged = run(TrainerState(max_steps=6), 6)
+    assert seen == [reference(k) for k in range(6)] == logged
+    assert seen[0] == 0.3 and seen[-1] == 0.1  # cos(pi) = -1 exactly: the end value exactly
+    # resuming at step 3 continues the same curve
+    seen, _ = run(TrainerState(max_steps=6, global_step=3), 6)
+    assert seen == [reference(k) for k in (3, 4, 5)]
+    with pytest.raises(RuntimeError, match=r"expected TrainerState\.max_steps >= 1"):
+        run(TrainerState(max_steps=0), 1)
+    with pytest.raises(TypeError, match=r"expected no steps= \(it comes from the Trainer"):
+        DropoutCallback.over_training(S.cosine, 0.3, 0.1, steps=10)

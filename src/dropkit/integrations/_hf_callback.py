@@ -12,6 +12,13 @@ Resuming is exact: the rate is a pure function of ``state.global_step``,
 which the Trainer restores from the checkpoint, and the monitor is rebuilt by
 replaying the restored ``log_history``.
 
+:meth:`DropoutCallback.over_training` builds the schedule from the Trainer's
+own length: a run of ``max_steps`` steps applies the rates of steps ``0`` to
+``max_steps - 1``, so a schedule built with ``steps=max_steps`` never reaches
+its end value (a cosine from 0.3 to 0.1 over 6 steps ends at 0.1051). The
+callback builds it with ``steps=max_steps - 1``, so the last step trains at
+the end value exactly.
+
 References:
     Liu et al., "Dropout Reduces Underfitting", ICML 2023.
     Prechelt, "Early Stopping - But When?", 1998.
@@ -71,6 +78,8 @@ class DropoutCallback(_TrainerCallback):
         >>> import dropkit
         >>> from dropkit.integrations.hf import DropoutCallback
         >>> callback = DropoutCallback(dropkit.schedules.cosine(0.3, 0.0, steps=1000))
+        >>> # or let the Trainer's max_steps set the length (last step at 0.1 exactly):
+        >>> callback = DropoutCallback.over_training(dropkit.schedules.cosine, 0.3, 0.1)
         >>> # Trainer(model, args, train_dataset=..., callbacks=[callback]).train()
     """
 
@@ -96,6 +105,76 @@ class DropoutCallback(_TrainerCallback):
         self.early_stop = early_stop
         self.scheduler: DropoutScheduler | None = None
         self.verdicts: list[Verdict] = []
+        self._factory: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None = None
+
+    @classmethod
+    def over_training(
+        cls,
+        factory: Callable[..., Any],
+        *args: Any,
+        monitor: OverfitMonitor | None = None,
+        kinds: str | Iterable[str] | None = None,
+        where: Any = None,
+        depth_profile: Callable[[float], Any] | None = None,
+        log_key: str = "dropout_p",
+        metric: str = "eval_loss",
+        early_stop: bool = True,
+        **kwargs: Any,
+    ) -> DropoutCallback:
+        """A callback whose schedule spans the whole run, length from ``TrainerState``.
+
+        At ``on_train_begin`` the schedule is built as
+        ``factory(*args, steps=max(state.max_steps - 1, 1), **kwargs)``, so
+        the first step trains at the start value and the last one
+        (``global_step = max_steps - 1``) at the end value.
+
+        Args:
+            factory: A schedule builder taking ``steps``, e.g.
+                :func:`dropkit.schedules.cosine`, ``linear`` or ``warmup``.
+            *args: Its positional arguments (start and end rates).
+            monitor: See the class.
+            kinds: See the class.
+            where: See the class.
+            depth_profile: See the class.
+            log_key: See the class.
+            metric: See the class.
+            early_stop: See the class.
+            **kwargs: Its other keyword arguments (not ``steps``).
+
+        Returns:
+            The callback.
+
+        Raises:
+            TypeError: If ``factory`` is not callable or ``steps`` is given.
+
+        Example:
+            >>> import dropkit
+            >>> from dropkit.integrations.hf import DropoutCallback
+            >>> cb = DropoutCallback.over_training(dropkit.schedules.linear, 0.3, 0.0)
+        """
+        if not callable(factory):
+            raise TypeError(
+                f"DropoutCallback.over_training: expected a schedule builder such as "
+                f"dropkit.schedules.cosine, but got {factory!r}. Pass the function itself."
+            )
+        if "steps" in kwargs:
+            raise TypeError(
+                f"DropoutCallback.over_training: expected no steps= (it comes from the "
+                f"Trainer's max_steps), but got steps={kwargs['steps']!r}. Leave it out, or "
+                "use DropoutCallback(schedule) for a fixed length."
+            )
+        callback = cls(
+            0.0,
+            monitor=monitor,
+            kinds=kinds,
+            where=where,
+            depth_profile=depth_profile,
+            log_key=log_key,
+            metric=metric,
+            early_stop=early_stop,
+        )
+        callback._factory = (factory, args, dict(kwargs))
+        return callback
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Bind to the model, apply the rate of the current step, rebuild the monitor."""
@@ -105,6 +184,16 @@ class DropoutCallback(_TrainerCallback):
                 "DropoutCallback: expected the Trainer to pass its model to on_train_begin, "
                 "but got None. Add the callback to a transformers.Trainer."
             )
+        if self._factory is not None:
+            max_steps = getattr(state, "max_steps", 0)
+            if not isinstance(max_steps, int) or max_steps < 1:
+                raise RuntimeError(
+                    "DropoutCallback.over_training: expected TrainerState.max_steps >= 1 at "
+                    f"on_train_begin, but got {max_steps!r}. Set max_steps or num_train_epochs "
+                    "with a sized dataset, or pass a schedule with its own steps."
+                )
+            factory, args_, kw = self._factory
+            self.schedule = as_schedule(factory(*args_, steps=max(max_steps - 1, 1), **kw))
         self.scheduler = DropoutScheduler(
             model,
             self.schedule,
