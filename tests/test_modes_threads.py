@@ -211,3 +211,34 @@ def test_failed_switch_releases_its_claims() -> None:
     inner.fail = False
     assert same_state(before, state(net))
     assert not _CLAIMS
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_threads_on_real_minilm_reproduce_the_seeded_result(minilm_dir, impl: str) -> None:
+    # All sites on: module dropout (seeded per row) and BERT's attention dropout, which
+    # draws from torch's one global generator inside a forked, seeded state; concurrent
+    # calls take turns there, so each still gets its own bits and nobody's state moves.
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    tok = transformers.AutoTokenizer.from_pretrained(minilm_dir)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        minilm_dir, num_labels=2, attn_implementation=impl
+    ).eval()
+    enc = tok(["a short text", "another one, a bit longer"], return_tensors="pt", padding=True)
+    before = state(model)
+    ref = mc_predict(model, enc, samples=3, seed=5, progress=False)
+    assert ref.extras["global_rng_sites"]  # the attention dropout is in the test
+    rng = torch.get_rng_state()
+
+    def body(i: int) -> None:
+        for _ in range(2):
+            r = mc_predict(model, enc, samples=3, seed=5, progress=False)
+            # Same masks: float32 through 6 layers of 384-term dot products, a few eps of
+            # room in case another thread count rounds a product differently; one wrong
+            # mask moves the mean by ~1e-3.
+            torch.testing.assert_close(r.mean, ref.mean, rtol=0, atol=1e-5)
+
+    run_threads(4, body)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert same_state(before, state(model))
+    assert not _CLAIMS

@@ -370,7 +370,9 @@ class MaskControl:
             cuda = []
             if dev.type == "cuda":
                 cuda = [dev.index if dev.index is not None else torch.cuda.current_device()]
-            with torch.random.fork_rng(devices=cuda):
+            # torch's global generator is one per process: concurrent calls (threads) take
+            # turns, so each fork restores the state it saw and its draws are its own
+            with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=cuda):
                 s = global_seed(self.seed, samples[0], len(samples))
                 torch.default_generator.manual_seed(s)
                 for index in cuda:
@@ -391,3 +393,4 @@ class MaskControl:
 
 
 _MISSING = object()
+_GLOBAL_RNG_LOCK = threading.RLock()

@@ -264,7 +264,8 @@ def mc_predict(
     Modes are switched by flag, never through the model's ``eval()`` /
     ``train()`` (an override of those does not run). Threads may call
     ``mc_predict`` on one shared model at once: each call draws its own masks
-    from its own generators (a seeded call gives the same result as alone) and
+    from its own generators (a seeded call gives the same result as alone;
+    forwards through sites on torch's one global generator take turns) and
     shares no sampling state with the others; the flags are held by reference
     count, so the model is exactly as before once the last call returns,
     whatever the order. Concurrent calls should select the same ``sites``
