@@ -414,6 +414,14 @@ def test_demo_quick_end_to_end(tmp_path: Path) -> None:
     assert sched["p"][0] > sched["p"][-1]
     concrete = next(s for s in metrics["settings"] if s["name"] == "ConcreteDropout")
     assert len(set(concrete["p"])) > 1
+    # the monitor's notes are read against the sweep, with rounded rates
+    notes = [n for n in metrics["notes"] if n.startswith("OverfitMonitor on ")]
+    assert len(notes) == len(metrics["settings"])
+    for note in notes:
+        assert re.search(r"\(final p \d(\.\d{1,2})?\)", note), note
+        assert not re.search(r"\d\.\d{4,}", note), note
+        assert "so p* stands" in note or "the sweep" in note or "next step:" in note, note
+    assert all("verdict" not in s for s in metrics["settings"])
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 6
     assert "http://" not in html and "https://" not in html

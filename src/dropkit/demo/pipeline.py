@@ -322,9 +322,10 @@ def monitor_note(
         >>> trials = [{"p": 0.0, "value": 0.04}, {"p": 0.2, "value": 0.03},
         ...           {"p": 0.5, "value": 0.05}]
         >>> v = {"regime": "healthy", "action": "lower_dropout", "p": 0.2, "message": ""}
-        >>> monitor_note("fixed p=0.2", v, trials, 0.2)  # doctest: +NORMALIZE_WHITESPACE
-        'OverfitMonitor on fixed p=0.2 (final p 0.2): healthy, it would lower p; the sweep
-        measured p = 0 at validation NLL 0.040 against 0.030 at p* = 0.2, so p* stands.'
+        >>> print(monitor_note("fixed p=0.2", v, trials, 0.2))  # doctest: +NORMALIZE_WHITESPACE
+        OverfitMonitor on fixed p=0.2 (final p 0.2): healthy, it would lower p; the best
+        rate below 0.2 that the sweep measured, p = 0, reached validation NLL 0.040
+        against 0.030 at p* = 0.2, so p* stands.
     """
     if not verdict:
         return None
@@ -340,9 +341,16 @@ def monitor_note(
     if not tried or chosen is None:
         return f"{head}; the sweep tried no rate {'above' if up else 'below'} {_rate(p_now)}."
     best = min(tried, key=lambda t: t["value"])
+    side = "above" if up else "below"
+    if best["p"] == best_p:
+        return (
+            f"{head}; the sweep agrees: its chosen p* = {_rate(best_p)} lies {side} this "
+            f"run's rate (validation NLL {chosen['value']:.3f})."
+        )
     versus = (
-        f"the sweep measured p = {_rate(best['p'])} at validation NLL {best['value']:.3f} "
-        f"against {chosen['value']:.3f} at p* = {_rate(best_p)}"
+        f"the best rate {side} {_rate(p_now)} that the sweep measured, p = {_rate(best['p'])}, "
+        f"reached validation NLL {best['value']:.3f} against {chosen['value']:.3f} at "
+        f"p* = {_rate(best_p)}"
     )
     if best["value"] >= chosen["value"]:
         return f"{head}; {versus}, so p* stands."

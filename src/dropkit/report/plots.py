@@ -96,6 +96,7 @@ def _styled(draw: Any) -> Any:
 
     wrapper.__doc__ = draw.__doc__
     wrapper.__name__ = draw.__name__
+    wrapper.__wrapped__ = draw  # type: ignore[attr-defined]  # the Figure, for tests
     return wrapper
 
 
