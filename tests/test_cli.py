@@ -441,3 +441,22 @@ def test_demo_training_is_reproducible() -> None:
     # the split: classes 0-4 in, 5-9 out, no overlap between train / val / test
     assert set(data.y_train.tolist()) == {0, 1, 2, 3, 4}
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) + len(data.x_ood) == 1797
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["demo", "--help"], ["audit", "--help"], ["predict", "--help"],
+     ["report", "--help"], ["sweep", "--help"], ["bench"], ["bench", "mc", "--help"],
+     ["bench", "uci", "--help"], ["bench", "digits", "--help"]],
+)  # fmt: skip
+def test_help_has_no_sphinx_markup(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and err == "" and out.strip()
+    assert not re.search(r"``|:(func|mod|class|meth|attr):`", out), out
+    assert "3 min" not in out  # the demo takes seconds
+
+
+def test_predict_and_audit_help_show_the_rate_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("predict", "audit"):
+        code, out, _ = run(capsys, command, "--help")
+        assert code == 0 and "--p KIND=P" in out and "--p element=0.1" in out

@@ -57,7 +57,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("kernels", "mc", "digits", "schedules", "sweep", "uci", "bayes")
+BENCHES = ("kernels", "mc", "digits", "schedules", "sweep", "uci", "bayes", "score")
 COMMANDS = ("demo", "audit", "predict", "report", "sweep", "bench", "score")
 
 USAGE = """usage: dropkit COMMAND [ARGS]
@@ -65,9 +65,10 @@ USAGE = """usage: dropkit COMMAND [ARGS]
 Dropout done right for PyTorch.
 
 commands:
-  demo                 train, compare and report on digits (offline; 20-40 s, --quick 10-30 s)
+  demo                 train, compare and report on digits (offline; ~20 s, --quick ~10 s)
   audit MODEL          list a model's dropout sites, totals and warnings
   predict MODEL        MC-dropout predictions with uncertainty as JSON lines
+  score MODEL          MC-dropout scores of a large pool to Parquet (local or Ray)
   score MODEL          MC-dropout scores of a large pool to Parquet (local or Ray)
   report METRICS_JSON  re-render report.html from a metrics.json
   sweep ...            Optuna sweep of dropout rates (SQLite or PostgreSQL storage)
@@ -284,8 +285,8 @@ def _demo(argv: list[str]) -> int:
         "scaling, a deep ensemble and Laplace; sweep p; write report.html,\n"
         "metrics.json and config.json (all three together at the end, so an\n"
         "interrupted run leaves the folder as it was). Fully offline.",
-        "  dropkit demo                       # full run into out/demo (20-40 s on 2 cores)\n"
-        "  dropkit demo --quick --out /tmp/d  # smaller run (10-30 s)\n"
+        "  dropkit demo                       # full run into out/demo (~20 s on 2 idle cores)\n"
+        "  dropkit demo --quick --out /tmp/d  # smaller run (~10 s)\n"
         "  dropkit demo --seed 1 --out out/seed1\n",
     )
     p.add_argument("--out", default="out/demo", help="output folder (created if missing)")
@@ -549,6 +550,8 @@ def _dispatch(args: list[str]) -> int:
         return _delegate("dropkit.sweep.cli", rest)
     if command == "bench":
         return _bench(rest)
+    if command == "score":
+        return _delegate("dropkit.score.cli", rest)
     if command == "score":
         return _delegate("dropkit.score.cli", rest)
     raise CLIError(

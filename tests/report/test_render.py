@@ -164,3 +164,17 @@ def test_interrupted_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.Mo
         atomic_write_text(target, "new" * 1000)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_render_refuses_to_overwrite_its_input(metrics_path: Path, tmp_path: Path) -> None:
+    before = metrics_path.read_bytes()
+    with pytest.raises(ValueError, match=r"expected out_html to differ from the metrics file"):
+        render(metrics_path, metrics_path)
+    with pytest.raises(ValueError, match=r"expected out_html to differ"):
+        render(metrics_path, tmp_path / "." / metrics_path.name)
+    assert metrics_path.read_bytes() == before
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError, match=r"expected out_html to be a file, but got the"):
+        render(metrics_path, folder)
+    assert list(folder.iterdir()) == []
