@@ -13,7 +13,7 @@ from torch import nn
 
 from _toy_models import Gated, make_net, same_state, state
 from dropkit import mc_predict
-from dropkit.modes import _CLAIMS, MCMode, mc_mode
+from dropkit.modes import _CLAIMS, DropoutActiveWarning, MCMode, guard, mc_mode
 
 
 def bn_net() -> nn.Sequential:
@@ -242,3 +242,26 @@ def test_threads_on_real_minilm_reproduce_the_seeded_result(minilm_dir, impl: st
     assert torch.equal(torch.get_rng_state(), rng)
     assert same_state(before, state(model))
     assert not _CLAIMS
+
+
+def test_guard_is_silent_under_concurrent_mc_and_warns_once() -> None:
+    net = bn_net()
+    handle = guard(net)
+    x = torch.randn(4, 6)
+
+    def mc(i: int) -> None:
+        for _ in range(30):
+            with torch.no_grad(), mc_mode(net):
+                net(x)  # MC on purpose: no warning (warnings are errors here)
+
+    run_threads(6, mc)
+    assert not handle.warned
+    net.train()  # the forgotten eval(), seen by several threads at once
+
+    def forgot(i: int) -> None:
+        with torch.no_grad():
+            net(x)
+
+    with pytest.warns(DropoutActiveWarning) as record:
+        run_threads(6, forgot)
+    assert handle.warned and len(record) == 1

@@ -7,10 +7,14 @@ import torch
 from torch import nn
 
 from dropkit._validation import (
+    check_bool,
+    check_callable,
     check_choice,
+    check_flags,
     check_generator,
     check_int,
     check_module,
+    check_names,
     check_p,
     check_rank,
 )
@@ -79,3 +83,39 @@ def test_check_generator() -> None:
     assert check_generator("f", None) is None
     with pytest.raises(TypeError, match="expected generator to be a torch.Generator or None"):
         check_generator("f", 3)
+
+
+@pytest.mark.parametrize("bad", ["no", "False", 0, 1, 1.0, torch.tensor(True), [True]])
+def test_check_bool_refuses_truthy_stand_ins(bad: object) -> None:
+    with pytest.raises(TypeError, match=r"f: expected inplace to be True or False, but got "):
+        check_bool("f", bad, "inplace")
+    with pytest.raises(TypeError, match=r"expected training to be True or False"):
+        check_flags("f", inplace=True, training=bad)
+
+
+def test_check_bool_accepts_bools_and_optional_none() -> None:
+    assert check_bool("f", True, "x") is True and check_bool("f", False, "x") is False
+    assert check_bool("f", None, "progress", optional=True) is False
+    with pytest.raises(TypeError, match=r"f: expected x to be True or False, but got None"):
+        check_bool("f", None, "x")
+    with pytest.raises(TypeError, match=r"expected progress to be None, True or False"):
+        check_bool("f", "yes", "progress", optional=True)
+
+
+def test_check_names_one_string_is_one_name() -> None:
+    assert check_names("f", "weight", "weights") == ["weight"]
+    assert check_names("f", ("a", "b"), "weights") == ["a", "b"]
+    with pytest.raises(TypeError, match=r"f: expected weights to be a name or a list of names"):
+        check_names("f", 5, "weights")
+    with pytest.raises(TypeError, match=r"but got 3\. Pass weights=\['name', \.\.\.\]"):
+        check_names("f", ["a", 3], "weights")
+
+
+def test_check_callable_counts_positional_arguments() -> None:
+    check_callable("f", lambda a, b: 0, "p", 2, "p=lambda s, d: 0.1")
+    check_callable("f", lambda *a: 0, "p", 2, "p=lambda s, d: 0.1")
+    check_callable("f", max, "p", 2, "p=...")  # builtins: signature may be unreadable
+    with pytest.raises(TypeError, match=r"f: expected p to take 2 positional arguments, but got"):
+        check_callable("f", lambda a: 0, "p", 2, "p=lambda s, d: 0.1")
+    with pytest.raises(TypeError, match=r"expected where to take 1 positional argument, but"):
+        check_callable("f", lambda a, b: 0, "where", 1, "where=lambda s: True")
