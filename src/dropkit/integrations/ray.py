@@ -76,6 +76,11 @@ def check_address(address: str, where: str, timeout: float = 3.0) -> None:
         ) from None
 
 
+def _loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rpartition(":")[0]
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 @contextlib.contextmanager
 def session(
     address: str | None = None, *, workers: int | None = None, where: str = _WHERE
@@ -96,12 +101,17 @@ def session(
         ImportError: If the ``ray`` extra is not installed.
         ValueError: If ``address`` does not answer.
     """
+    if address is None or _loopback(address):
+        # Read when ray is imported: keep every address of this machine's Ray on 127.0.0.1
+        # (by default Ray swaps 127.0.0.1 for the machine's outward address).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = _ray(where)
     if ray.is_initialized():
         yield ray
         return
-    # Ray's own chatter (token set-up, "Started a local Ray instance") is not the user's.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Token set-up is for clusters reachable from outside, not for an embedded Ray.
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": "ERROR",
