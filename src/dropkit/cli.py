@@ -552,8 +552,6 @@ def _dispatch(args: list[str]) -> int:
         return _bench(rest)
     if command == "score":
         return _delegate("dropkit.score.cli", rest)
-    if command == "score":
-        return _delegate("dropkit.score.cli", rest)
     raise CLIError(
         f"expected a command ({', '.join(COMMANDS)}), but got {command!r}. See 'dropkit --help'."
     )
