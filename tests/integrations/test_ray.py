@@ -145,7 +145,9 @@ def test_mc_scores_ray_data_equals_mc_predict(cluster: object) -> None:
     assert_close(got, reference(X, 6, 5))
 
 
-def test_uci_units_on_ray_equal_local(cluster: object, tmp_path: Path, shared_dir: Path) -> None:
+def test_uci_units_on_ray_equal_local(
+    cluster: object, tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dropkit.bench.uci import run_units_on_ray
     from dropkit.sweep.protocol import ProtocolSettings, run_uci
     from dropkit.sweep.uci import load_uci
@@ -159,6 +161,14 @@ def test_uci_units_on_ray_equal_local(cluster: object, tmp_path: Path, shared_di
     assert not (tmp_path / "ray" / "yacht" / "grid.json").exists()  # nothing was retrained
     for a, b in zip(local, on_ray):
         assert (a["p"], a["tau"], a["rmse"], a["ll"]) == (b["p"], b["tau"], b["rmse"], b["ll"])
+    # resuming a finished folder queues nothing: not even a Ray session is opened
+    import dropkit.integrations.ray as ray_integration
+
+    def no_session(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run opened a Ray session")
+
+    monkeypatch.setattr(ray_integration, "session", no_session)
+    run_units_on_ray([data], {"yacht": [0, 1]}, tmp_path / "ray", settings, None, None, print)
 
 
 def test_worker_node_removed_mid_run_output_complete_and_identical(

@@ -316,3 +316,12 @@ def test_library_errors_name_the_fix(tmp_path: Path) -> None:
         score_pool(net, tmp_path / "texts.txt")
     with pytest.raises(ValueError, match=r"expected samples >= 1"):
         score_pool(net, pool_x(4), samples=0)
+
+
+def test_progress_only_when_asked_or_on_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    net = models.mlp()
+    score_pool(net, pool_x(9), samples=2, block_rows=4, progress=True)
+    err = capsys.readouterr().err
+    assert re.search(r"dropkit score: 9/9 rows \([\d,]+ rows/s\)", err), err
+    score_pool(net, pool_x(9), samples=2, block_rows=4)  # stderr is not a terminal here
+    assert capsys.readouterr().err == ""
