@@ -150,6 +150,8 @@ class _Scorer:
 
         self.model = model_factory()
         self.settings = ScoreSettings(**options)
+        make_tokenizer = self.settings.tokenizer
+        self.tokenizer = make_tokenizer() if make_tokenizer is not None else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from dropkit.score.engine import score_rows
@@ -157,7 +159,7 @@ class _Scorer:
 
         ids = np.asarray(batch[self.settings.id_column], dtype=np.int64)
         rows = batch_from_columns(batch, self.settings.columns, _WHERE + ".mc_scores")
-        return score_rows(self.model, rows, ids, self.settings).columns()
+        return score_rows(self.model, rows, ids, self.settings, self.tokenizer).columns()
 
 
 def mc_scores(
