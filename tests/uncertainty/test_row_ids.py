@@ -27,9 +27,13 @@ def test_row_seeds_match_the_python_reference():
 
 
 @pytest.mark.parametrize("numel", [1, 7, 64, 1500, 3001])
-@pytest.mark.parametrize("row_kernel", [True, False], ids=["per-row-kernel", "tensor-hash"])
-def test_keyed_dropout_equals_seeded_dropout_per_row(numel, row_kernel, monkeypatch):
-    monkeypatch.setattr(keyed, "ROW_KERNEL", 1 if row_kernel else 1 << 40)
+@pytest.mark.parametrize("impl", ["per-row-kernel", "compiled-rows", "tensor-hash"])
+def test_keyed_dropout_equals_seeded_dropout_per_row(numel, impl, monkeypatch):
+    monkeypatch.setattr(keyed, "ROW_KERNEL", 1 if impl == "per-row-kernel" else 1 << 40)
+    if impl == "tensor-hash":
+        monkeypatch.setattr(keyed, "_compiled", lambda: None)
+    elif impl == "compiled-rows":
+        pytest.importorskip("numba")  # the `fast` extra
     seeds = row_seeds(torch.tensor([5, -9]), torch.arange(3))
     x = torch.randn(6, numel, generator=torch.Generator().manual_seed(numel))
     for p in (0.1, 0.5, 0.93):

@@ -12,10 +12,10 @@ for structured masks). The mask of a row is therefore a function of
 size, the other rows, the row's position in the batch, the strategy or the
 thread count.
 
-Two implementations compute the same bits: rows of at least
+Three implementations compute the same bits: rows of at least
 :data:`ROW_KERNEL` elements call the compiled kernel once per row; smaller
-rows hash all rows at once in int32 tensor ops (the kernels' pure-torch
-generator with one key per row), which avoids one call per row.
+rows hash all rows in one call, compiled with numba when installed, else in
+int32 tensor ops (the kernels' pure-torch generator with one key per row).
 
 References:
     Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
+import numpy as np
 import torch
 
 from dropkit.kernels import _hash, _ops
@@ -69,20 +71,31 @@ def row_seed(seed: int, key: int) -> int:
     return _signed64(_mix64((seed + inner) & _M64))
 
 
-def _srl(z: torch.Tensor, s: int) -> torch.Tensor:
-    """Logical right shift of int64 values (torch shifts signed integers arithmetically)."""
-    return (z >> s) & ((1 << (64 - s)) - 1)
+def _mix64_np(z: np.ndarray) -> np.ndarray:
+    # uint64 arrays wrap modulo 2**64 and shift logically, like the Python form
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_C1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_C2)
+    return z ^ (z >> np.uint64(31))
 
 
-def _mix64_t(z: torch.Tensor) -> torch.Tensor:
-    # int64 products wrap modulo 2**64 like the Python form's ``& _M64``
-    z = (z ^ _srl(z, 30)) * _signed64(_C1)
-    z = (z ^ _srl(z, 27)) * _signed64(_C2)
-    return z ^ _srl(z, 31)
+def _u64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.int64).reshape(-1).numpy().view(np.uint64)
+
+
+def _compiled() -> Any:
+    """The compiled module :mod:`dropkit.uncertainty._keyed_numba`, or None."""
+    if _ops._backend("numba") is None:
+        return None
+    from dropkit.uncertainty import _keyed_numba
+
+    return _keyed_numba
 
 
 def row_seeds(site_seeds: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """:func:`row_seed` for every pair, sample-major: ``(K,)`` x ``(M,)`` -> ``(K * M,)``.
+
+    Compiled with numba when installed, else on numpy ``uint64`` arrays
+    (cheaper than torch's per-operation dispatch on a few elements).
 
     Args:
         site_seeds: One int64 seed per sample block.
@@ -92,17 +105,17 @@ def row_seeds(site_seeds: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         - Output: ``(K * M,)``; entry ``j * M + r`` belongs to block ``j``, row ``r``.
 
     Returns:
-        The int64 row seeds.
+        The int64 row seeds (CPU).
     """
-    keys = keys.to(torch.int64)
-    inner = _mix64_t(keys * _signed64(_GOLDEN64) + _signed64(_GOLDEN64))
-    return _mix64_t(site_seeds.to(torch.int64)[:, None] + inner[None, :]).reshape(-1)
-
-
-def _s32(v: torch.Tensor) -> torch.Tensor:
-    """Low 32 bits of int64 values as int32 (two's complement)."""
-    v = v & 0xFFFFFFFF
-    return torch.where(v >= 1 << 31, v - (1 << 32), v).to(torch.int32)
+    sigma, k = _u64(site_seeds), _u64(keys)
+    compiled = _compiled()
+    if compiled is not None:
+        out = np.empty(len(sigma) * len(k), dtype=np.uint64)
+        compiled.row_seeds(sigma, k, out)
+    else:
+        inner = _mix64_np(k * np.uint64(_GOLDEN64) + np.uint64(_GOLDEN64))
+        out = _mix64_np(sigma[:, None] + inner[None, :]).reshape(-1)
+    return torch.from_numpy(out.view(np.int64))
 
 
 def keyed_keep(seeds: torch.Tensor, numel: int, p: float, *, precise: bool) -> torch.Tensor:
@@ -124,20 +137,26 @@ def keyed_keep(seeds: torch.Tensor, numel: int, p: float, *, precise: bool) -> t
         ``True`` where the element is kept.
     """
     t = _hash.threshold(p, precise)
-    key = _mix64_t(seeds.to(torch.int64) + _signed64(_GOLDEN64))  # splitmix64(seed)
-    k0 = _s32(key)[:, None]
-    # the high key of index words below 2**32 is k1 itself (see _hash.high_key)
-    kb = _s32(_srl(key, 32))[:, None]
+    device = seeds.device
+    compiled = _compiled() if device.type == "cpu" else None
+    if compiled is not None:
+        out = np.empty((seeds.numel(), numel), dtype=np.bool_)
+        compiled.keep_rows(_u64(seeds), numel, t, precise, out)
+        return torch.from_numpy(out)
+    key = _mix64_np(_u64(seeds) + np.uint64(_GOLDEN64))  # splitmix64(seed)
+    # k0 = low word; the high key of index words below 2**32 is k1 itself (_hash.high_key)
+    k0 = torch.from_numpy((key & np.uint64(_hash.M32)).astype(np.uint32).view(np.int32))
+    kb = torch.from_numpy((key >> np.uint64(32)).astype(np.uint32).view(np.int32))
     words = numel if precise else -(-numel // 2)
-    h = torch.arange(words, dtype=torch.int32, device=seeds.device).repeat(seeds.numel(), 1)
+    h = torch.arange(words, dtype=torch.int32, device=device).repeat(len(key), 1)
     tmp = torch.empty_like(h)
-    h.bitwise_xor_(k0)
+    h.bitwise_xor_(k0.to(device)[:, None])
     _hash._xorshift_(h, 16, tmp)
     h.mul_(_hash._s32(_hash.A1))
     _hash._xorshift_(h, 15, tmp)
     h.mul_(_hash._s32(_hash.A2))
     _hash._xorshift_(h, 16, tmp)
-    h.bitwise_xor_(kb)
+    h.bitwise_xor_(kb.to(device)[:, None])
     _hash._xorshift_(h, 16, tmp)
     h.mul_(_hash._s32(_hash.B1))
     _hash._xorshift_(h, 15, tmp)
