@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from _toy_models import Gated, make_net, same_state, state
-from dropkit import mc_predict
+from _toy_models import Custom, Gated, make_net, same_state, state
+from dropkit import find_dropout, mc_predict
 from dropkit.modes import _CLAIMS, DropoutActiveWarning, MCMode, guard, mc_mode
 
 
@@ -265,3 +265,27 @@ def test_guard_is_silent_under_concurrent_mc_and_warns_once() -> None:
     with pytest.warns(DropoutActiveWarning) as record:
         run_threads(6, forgot)
     assert handle.warned and len(record) == 1
+
+
+def test_probing_while_other_threads_run_mc() -> None:
+    # find_dropout(probe_inputs=) holds flags like mc_mode and attributes calls only to
+    # its own thread's forward, so probes and MC blocks on one model mix safely (blocks
+    # that want the same flags: an mc_predict holding Custom in eval would hide its
+    # calls from a concurrent probe, the documented "latest block holds" rule).
+    net = nn.Sequential(nn.Linear(8, 8), Custom(), nn.Dropout(0.1)).eval()
+    before = state(net)
+    x = torch.randn(4, 8)
+    expected = [(s.name, s.control, s.p) for s in find_dropout(net, probe_inputs=x)]
+
+    def body(i: int) -> None:
+        for _ in range(10):
+            if i % 2:
+                got = [(s.name, s.control, s.p) for s in find_dropout(net, probe_inputs=x)]
+                assert got == expected
+            else:
+                with torch.no_grad(), mc_mode(net, sites="element"):
+                    net(x)
+
+    run_threads(6, body)
+    assert same_state(before, state(net))
+    assert not _CLAIMS

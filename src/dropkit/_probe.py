@@ -10,6 +10,7 @@ call is attributed to the innermost one.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,26 +79,31 @@ def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tu
     Returns:
         Tuples ``(path, kind, p, active, "functional", None, (module,))``.
     """
+    from dropkit.modes import held
+
     paths = {id(m): p for p, m in model.named_modules()}
     explained = {id(g) for s in known for g in s.gates} | {id(s.module) for s in known}
-    flags = [(m, m.training) for m in model.modules()]
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     stack: list[nn.Module] = []
 
+    # the module hooks are global: forwards of other threads must not enter this stack
+    me = threading.get_ident()
+
     def pre(module: nn.Module, args: Any) -> None:
-        if id(module) in paths:
+        if id(module) in paths and threading.get_ident() == me:
             stack.append(module)
 
     def post(module: nn.Module, args: Any, out: Any) -> None:
-        if stack and stack[-1] is module:
+        if stack and stack[-1] is module and threading.get_ident() == me:
             stack.pop()
 
     recorder = _Recorder(stack)
     handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+    # Flags are held like mc_mode's (reference counted): a concurrent MC call on the
+    # same model and this probe give each other's flags back correctly.
+    flags = [(m, "training", not isinstance(m, _NormBase)) for m in model.modules()]
     try:
-        for module in model.modules():
-            module.training = not isinstance(module, _NormBase)
-        with torch.no_grad(), recorder:
+        with held(flags), torch.no_grad(), recorder:
             try:
                 _call(model, inputs)
             except Exception as exc:
@@ -105,8 +111,6 @@ def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tu
     finally:
         for handle in handles:
             handle.remove()
-        for module, flag in flags:
-            module.training = flag
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)

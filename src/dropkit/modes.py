@@ -22,7 +22,8 @@ import re
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -150,6 +151,24 @@ def _release(token: int, keys: list[tuple[int, str]]) -> None:
             else:
                 del _CLAIMS[key]
                 setattr(obj, claim.attr, claim.original)
+
+
+@contextmanager
+def held(values: Iterable[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Hold ``obj.attr = value`` for each triple while the block runs, as one claim holder.
+
+    The values share :func:`mc_mode`'s reference counts, so blocks of both kinds
+    restore one another correctly in any order and from any thread.
+    """
+    token = next(_TOKENS)
+    keys: list[tuple[int, str]] = []
+    try:
+        with _LOCK:
+            for obj, attr, value in values:
+                keys.append(_claim(token, obj, attr, value))
+        yield
+    finally:
+        _release(token, keys)
 
 
 def _original(obj: Any, attr: str) -> Any:
