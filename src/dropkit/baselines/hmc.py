@@ -93,7 +93,7 @@ class HMC:
         >>> x = torch.randn(20, 1)
         >>> y = 2 * x[:, 0] + 0.1 * torch.randn(20)
         >>> net = nn.Linear(1, 1)
-        >>> hmc = HMC(net, noise_std=0.1, samples=150, warmup=150, chains=2).fit(x, y)
+        >>> hmc = HMC(net, noise_std=0.1, samples=150, warmup=150, max_tree_depth=5).fit(x, y)
         >>> res = hmc.predict(torch.tensor([[1.0]]))
         >>> round(float(res.mean[0]), 1), res.extras["forward_passes"]
         (2.0, 300)
