@@ -409,3 +409,15 @@ def test_readme_sample_error_is_the_real_one() -> None:
     with pytest.raises(ValueError) as info:
         dropkit.LockedDropout(1.5)
     assert str(info.value) == sample.group(1)
+
+
+def test_scheduler_checks_its_selectors_at_construction() -> None:
+    from dropkit.training import DropoutScheduler
+
+    net = mlp()
+    with pytest.raises(TypeError, match="DropoutScheduler: expected kinds to be None, a site"):
+        DropoutScheduler(net, 0.1, kinds=5)
+    with pytest.raises(ValueError, match="DropoutScheduler: expected a site kind, but got 'x'"):
+        DropoutScheduler(net, 0.1, kinds=["x"])
+    with pytest.raises(TypeError, match="DropoutScheduler: expected where to be None, a glob"):
+        DropoutScheduler(net, 0.1, where=5)

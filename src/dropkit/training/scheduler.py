@@ -72,6 +72,10 @@ class DropoutScheduler:
     ) -> None:
         self.model = check_module("DropoutScheduler", model)
         self.schedule: Schedule = as_schedule(schedule)
+        from dropkit.sites import check_kinds, check_where
+
+        check_kinds("DropoutScheduler", kinds)  # fail here, not at the first step
+        check_where("DropoutScheduler", where)
         self.kinds = kinds
         self.where = where
         self.depth_profile: DepthProfile | None = (
