@@ -98,6 +98,10 @@ def _alpha(
     # feature variant: one draw per (sample, channel), broadcast over the rest
     shape = (*x.shape[:2], *([1] * (x.dim() - 2))) if feature else tuple(x.shape)
     keep = (draw_mask(shape, p, like=x, generator=generator) != 0).to(x.dtype)
+    if not feature and not x.is_contiguous():
+        # torch draws its noise in x's layout, and the gradient x * noise
+        # passes back takes that layout too (channels_last stays so)
+        keep = torch.empty_like(x).copy_(keep)
     a, b = alpha_coefficients(p)
     scale = keep * a  # a where kept, 0 where dropped
     shift = (1.0 - keep) * (a * ALPHA_PRIME) + b  # b where kept, a*alpha'+b where dropped
@@ -192,7 +196,9 @@ class AlphaDropout(DropoutBase, nn.AlphaDropout):
 
     Args:
         p: Drop probability in ``[0, 1]``.
-        inplace: Write the result into the input.
+        inplace: Accepted and shown in the ``repr``, but, as in
+            ``torch.nn.AlphaDropout``, the output is always a new tensor (use
+            :func:`alpha_dropout` with ``inplace=True`` to write into the input).
         generator: Optional ``torch.Generator``.
 
     Shape:
@@ -209,10 +215,12 @@ class AlphaDropout(DropoutBase, nn.AlphaDropout):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Apply the variant to the input (see the class docstring)."""
+        # torch's layer never passes ``inplace`` on (its output is always a
+        # new tensor); the same here, so code written for it sees no change
         if torch.jit.is_scripting():
-            return F.alpha_dropout(input, self.p, self.training, self.inplace)
+            return F.alpha_dropout(input, self.p, self.training)
         where = type(self).__name__
-        return _alpha(where, input, self.p, self.training, self.inplace, self.generator, False)
+        return _alpha(where, input, self.p, self.training, False, self.generator, False)
 
 
 @register_dropout("feature_alpha")
@@ -225,7 +233,8 @@ class FeatureAlphaDropout(DropoutBase, nn.FeatureAlphaDropout):
 
     Args:
         p: Drop probability in ``[0, 1]``.
-        inplace: Write the result into the input.
+        inplace: Accepted and shown in the ``repr``, but, as in
+            ``torch.nn.FeatureAlphaDropout``, the output is always a new tensor.
         generator: Optional ``torch.Generator``.
 
     Shape:
@@ -242,7 +251,9 @@ class FeatureAlphaDropout(DropoutBase, nn.FeatureAlphaDropout):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Apply the variant to the input (see the class docstring)."""
+        # torch's layer never passes ``inplace`` on (its output is always a
+        # new tensor); the same here, so code written for it sees no change
         if torch.jit.is_scripting():
-            return F.feature_alpha_dropout(input, self.p, self.training, self.inplace)
+            return F.feature_alpha_dropout(input, self.p, self.training)
         where = type(self).__name__
-        return _alpha(where, input, self.p, self.training, self.inplace, self.generator, True)
+        return _alpha(where, input, self.p, self.training, False, self.generator, True)
