@@ -74,3 +74,25 @@ def test_cuda_structured_masks_equal_cpu() -> None:
         return draw_mask((8, 1000), 0.003, like=like, generator=torch.Generator().manual_seed(3))
 
     assert torch.equal(mask("cuda").cpu(), mask("cpu"))
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced", "broadcast"])
+def test_cuda_layouts_keep_strides_and_cpu_masks(layout: str) -> None:
+    base = torch.randn(8, 16, 12, 10, generator=torch.Generator().manual_seed(1))
+    views = {
+        "channels_last": lambda t: t.to(memory_format=torch.channels_last),
+        "transposed": lambda t: t.transpose(-1, -2),
+        "sliced": lambda t: t[..., ::2],
+        "broadcast": lambda t: t[:1, :1].expand(8, 16, 12, 10),  # like sum()'s gradient
+    }
+    cpu_x, gpu_x = views[layout](base), views[layout](base.cuda())
+    cpu, gpu = seeded_dropout(cpu_x, 0.3, 11), seeded_dropout(gpu_x, 0.3, 11)
+    assert gpu.stride() == cpu.stride() == torch.empty_like(cpu_x).stride()
+    assert torch.equal(gpu.cpu(), cpu)
+
+
+def test_cuda_sum_backward_reads_the_broadcast_gradient() -> None:
+    x = torch.randn(64, 300, device="cuda").to(memory_format=torch.contiguous_format)
+    x = x.requires_grad_(True)
+    seeded_dropout_op(x, torch.tensor(4), 0.25).sum().backward()
+    assert torch.equal(x.grad.cpu(), seeded_dropout(torch.ones(64, 300), 0.25, 4))

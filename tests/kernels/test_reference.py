@@ -199,3 +199,46 @@ def test_numba_inplace_equals_out_of_place(generator: torch.Generator) -> None:
     kernel.dropout_(x, want, 31, _hash.threshold(0.4))
     kernel.dropout_(x, x, 31, _hash.threshold(0.4))
     assert torch.equal(x, want)
+
+
+GRAD_VIEWS = {
+    "stride-0": lambda g: g[:1, :1].expand(40, 70),  # the gradient of y.sum() is of this kind
+    "row-broadcast": lambda g: g[:1].expand(40, 70),
+    "transposed": lambda g: g.reshape(70, 40).t(),
+    "sliced": lambda g: g.repeat(1, 2)[:, ::2],
+    "channels_last": lambda g: g.reshape(40, 7, 5, 2).to(memory_format=torch.channels_last),
+}
+
+
+@pytest.mark.parametrize("view", sorted(GRAD_VIEWS))
+@pytest.mark.parametrize("numba", [True, False])
+def test_backward_reads_strided_and_broadcast_gradients(
+    view: str, numba: bool, generator: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # backward is the kernel applied to the upstream gradient: read in place
+    # (numba) or through a contiguous copy (fallback), the mask is the
+    # reference's at the logical index either way
+    if numba:
+        _numba_kernel()
+    else:
+        monkeypatch.setitem(_ops._backends, "numba", None)
+    g = GRAD_VIEWS[view](torch.randn(40, 70, generator=generator))
+    x = torch.randn(g.shape, generator=generator, requires_grad=True)
+    (grad,) = torch.autograd.grad(seeded_dropout(x, 0.3, 77), x, g)
+    assert torch.equal(grad, _expected(g.contiguous(), 77, 0.3))
+    # forward on the same view: the output keeps the dense views' strides
+    y = seeded_dropout(g, 0.3, 77)
+    assert y.stride() == torch.empty_like(g).stride()
+    assert torch.equal(y, _expected(g.contiguous(), 77, 0.3))
+
+
+def test_large_broadcast_gradient_uses_every_worker_and_matches_dense(
+    generator: torch.Generator,
+) -> None:
+    # above PARALLEL_MIN per thread the stride-0 path splits over workers
+    _numba_kernel()
+    n = 2 * (1 << 17) + 12345
+    dense = seeded_dropout(torch.full((n,), 1.5), 0.2, 5)
+    assert torch.equal(seeded_dropout(torch.tensor(1.5).expand(n), 0.2, 5), dense)
+    grid = torch.tensor(1.5).expand(3, n // 3)
+    assert torch.equal(seeded_dropout(grid, 0.2, 5), dense[: grid.numel()].view(grid.shape))
