@@ -91,6 +91,7 @@ BOOL_CALLS: dict[str, Callable[..., Any]] = {
     "check_placement": lambda **kw: dropkit.training.check_placement(mlp(), **kw),
     "recommend_rate": lambda **kw: dropkit.training.recommend_rate(1000, dataset_size=100, **kw),
     "MCAccumulator": lambda **kw: dropkit.uncertainty.MCAccumulator(3, **kw),
+    "score_pool": lambda **kw: dropkit.score_pool(mlp(), X, **kw),
 }
 # Records (dataclasses whose bool fields are results, not options) are not checked.
 RECORDS = {"DropoutSite", "Verdict", "BatchBALDResult"}

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dropkit._validation import check_bool
 from dropkit.score.engine import BlockScores, ScoreSettings, score_rows
 from dropkit.score.pool import Pool, open_pool
 from dropkit.score.store import (
@@ -213,6 +214,8 @@ def score_pool(
     """
     t0 = time.monotonic()
     _check_choice("engine", engine, ENGINES)
+    check_bool(WHERE, heteroscedastic, "heteroscedastic")
+    check_bool(WHERE, progress, "progress", optional=True)
     _positive("block_rows", block_rows, optional=False)
     _positive("workers", workers)
     if engine != "ray" and address is not None:
