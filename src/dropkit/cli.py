@@ -430,13 +430,9 @@ def _check_stochastic(model: Any, name: str, sites: str | None) -> None:
     if sites is not None:
         return  # mc_predict judges the selected sites itself
     found = find_dropout(model)
-    if not found:
-        raise CLIError(
-            f"dropkit predict: expected a model with dropout to sample, but got {name!r}, "
-            "which has no dropout site. Use a model with dropout layers (--p sets rates of "
-            "existing sites only)."
-        )
-    if all(s.p == 0 for s in found):
+    # No static site at all: the model may still call dropout functionally, which
+    # mc_predict finds by probing; it judges that case itself.
+    if found and all(s.p == 0 for s in found):
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(Counter(s.kind for s in found).items()))
         first = sorted({s.kind for s in found})[0]
         raise CLIError(

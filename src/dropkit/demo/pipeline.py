@@ -106,7 +106,7 @@ def _sigint_held() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-        if seen:
+        if seen and previous is not signal.SIG_IGN:
             if callable(previous):
                 previous(signal.SIGINT, None)
             raise KeyboardInterrupt
