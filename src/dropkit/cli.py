@@ -69,10 +69,9 @@ commands:
   audit MODEL          list a model's dropout sites, totals and warnings
   predict MODEL        MC-dropout predictions with uncertainty as JSON lines
   score MODEL          MC-dropout scores of a large pool to Parquet (local or Ray)
-  score MODEL          MC-dropout scores of a large pool to Parquet (local or Ray)
   report METRICS_JSON  re-render report.html from a metrics.json
   sweep ...            Optuna sweep of dropout rates (SQLite or PostgreSQL storage)
-  bench NAME ...       benchmarks: kernels, mc, digits, schedules, sweep, uci, bayes
+  bench NAME ...       benchmarks: kernels, mc, digits, schedules, sweep, uci, bayes, score
 
 options:
   -h, --help           show this message (COMMAND --help for each command)

@@ -46,9 +46,9 @@ import torch
 from torch import nn
 
 from dropkit.baselines import HMC, DeepEnsemble, compare_uncertainty
+from dropkit.bench._record import write_record
 from dropkit.bench.uci import SMALL, _default_data_dir
 from dropkit.metrics import gaussian_nll, gaussian_w2, rmse, std_correlation
-from dropkit.sweep._io import write_json
 from dropkit.sweep.uci import load_uci, mean_se, standardize
 from dropkit.uncertainty import mc_predict
 
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # tiny networks: one thread avoids spin-waits on a shared machine
 
     def save() -> None:
-        write_json(
+        write_record(
             out_path,
             {
                 "bench": "bayes",
