@@ -164,8 +164,8 @@ def score_pool(
 
     Args:
         model_or_factory: The model, or a zero-argument callable building it
-            (with ``engine="ray"`` it is pickled to the workers, which build
-            or unpickle it once each).
+            here, once; with ``engine="ray"`` the built model is pickled to
+            the workers, each unpickling it once).
         pool: Path of a ``.npy`` / ``.pt`` / ``.txt`` / Parquet file, a folder
             or glob of Parquet files, or a tensor (:mod:`dropkit.score.pool`).
         out: Output folder (a Parquet dataset, :mod:`dropkit.score.store`);
@@ -283,7 +283,7 @@ def score_pool(
                 _run_local(model, data, todo, block_rows, settings, tokenizer, folder, bar)
             else:
                 _run_ray(
-                    model_or_factory, model, manifest["model"], data, todo, block_rows,
+                    model, manifest["model"], data, todo, block_rows,
                     settings, tokenizer, folder, bar, address, workers,
                 )  # fmt: skip
         finally:
@@ -346,7 +346,6 @@ def _ray_block(
 
 
 def _run_ray(
-    source: Any,
     model: nn.Module,
     key: str,
     data: Pool,
@@ -364,8 +363,9 @@ def _run_ray(
     if not todo:
         return
     with session(address, workers=workers, where=WHERE) as ray:
-        # a factory travels as itself (built once per worker), a module as its pickle
-        bundle = ray.put((source if not isinstance(source, nn.Module) else model, tokenizer))
+        # the caller's model travels pickled (unpickled once per worker): every worker has
+        # the weights the manifest fingerprints, even from a factory that draws them at random
+        bundle = ray.put((model, tokenizer))
         task = ray.remote(num_cpus=1, max_retries=5, retry_exceptions=False)(_ray_block)
         width = 2 * (workers or cluster_cpus(ray))
         queue = list(todo)
@@ -380,7 +380,11 @@ def _run_ray(
             ready, _ = ray.wait(list(flying), num_returns=1)
             b = flying.pop(ready[0])
             lo, hi = _span(data, b, block_rows)
-            values = ray.get(ready[0])
+            try:
+                values = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:  # the worker's own error, as raised there
+                cause = getattr(exc, "cause", None)
+                raise (cause if isinstance(cause, Exception) else exc) from None
             write_part(folder, b, BlockScores(task_name, data.row_ids(lo, hi), values).to_arrow())
             bar.update(hi - lo)
 
