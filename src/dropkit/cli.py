@@ -22,6 +22,10 @@ Commands
     MC-dropout predictions with uncertainty, one JSON object per input on
     stdout (:mod:`dropkit.report.predict` documents inputs and fields).
 
+``dropkit score MODEL --input POOL --out SCORES.parquet [--engine local|ray] ...``
+    MC-dropout scores of a pool of any size, block by block into a resumable
+    Parquet folder, in this process or on Ray (:mod:`dropkit.score.cli`).
+
 ``dropkit report METRICS_JSON [--out HTML]``
     Re-render a report from a ``metrics.json`` (:func:`dropkit.report.render`).
 
@@ -30,7 +34,7 @@ Commands
 
 ``dropkit bench NAME ...``
     Reproducible benchmarks; runs :func:`dropkit.bench.NAME.main` for NAME in
-    kernels, mc, digits, schedules, sweep, uci, bayes, after a line naming the
+    kernels, mc, digits, schedules, sweep, uci, bayes, score, after a line naming the
     machine (CPU model, cores, torch version, threads). Without NAME it lists
     the names.
 
