@@ -20,8 +20,11 @@ def test_stratified_split_partitions_each_class():
 def test_quick_run_writes_json(tmp_path, capsys):
     out = tmp_path / "digits.json"
     assert digits.main(["--quick", "--out", str(out)]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "(a) OOD AUROC" in text and "(c) labels to reach 90%" in text
+    # outside a terminal no progress is drawn: no per-seed lines, nothing on stderr
+    assert "seed 0 done" not in text and captured.err == ""
     payload = json.loads(out.read_text())
     summary = payload["summary"]
     assert payload["quick"] is True and payload["config"]["seeds"] == 1

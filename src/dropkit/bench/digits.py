@@ -40,6 +40,7 @@ from torch import nn
 
 from dropkit.active import run_active_learning
 from dropkit.baselines import DeepEnsemble, compare_uncertainty
+from dropkit.bench._record import progress, write_record
 from dropkit.integrations._extras import require
 
 FULL: dict[str, Any] = {
@@ -265,20 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     x, y = load_digits()
     start = time.perf_counter()
-    ood = []
-    for s in range(0 if "ood" in skip else cfg["seeds"]):
-        ood.append(run_ood(s, cfg, x, y))
-        print(f"  [ood seed {s} done, {time.perf_counter() - start:.0f} s]", flush=True)
+    ood = [
+        run_ood(s, cfg, x, y)
+        for s in progress(range(0 if "ood" in skip else cfg["seeds"]), "ood seeds")
+    ]
     al: dict[str, list[dict[str, Any]]] = {}
-    for method in [] if "al" in skip else cfg["al_methods"]:
-        al[method] = []
-        for s in range(cfg["al_seeds"]):
-            al[method].append(run_al(s, method, cfg, x, y))
-            reached = al[method][-1]["labels_to_target"]
-            print(
-                f"  [al {method} seed {s}: {reached} labels, {time.perf_counter() - start:.0f} s]",
-                flush=True,
-            )
+    al_runs = [
+        (m, s) for m in ([] if "al" in skip else cfg["al_methods"]) for s in range(cfg["al_seeds"])
+    ]
+    for method, s in progress(al_runs, "active learning runs"):
+        al.setdefault(method, []).append(run_al(s, method, cfg, x, y))
     print()
     summary = summarize(ood, al, cfg)
     print_tables(summary, cfg)
@@ -289,7 +286,5 @@ def main(argv: list[str] | None = None) -> int:
             "bench": "digits", "quick": args.quick, "config": cfg, "seconds": seconds,
             "torch": torch.__version__, "summary": summary, "ood_runs": ood, "al_runs": al,
         }  # fmt: skip
-        from dropkit.bench._record import write_record
-
         write_record(args.out, payload)
     return 0
