@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dropkit._validation import check_bool
-from dropkit.score.engine import BlockScores, ScoreSettings, score_rows
+from dropkit.score.engine import ScoreSettings, score_rows
 from dropkit.score.pool import Pool, open_pool
 from dropkit.score.store import (
     model_fingerprint,
@@ -282,7 +282,9 @@ def score_pool(
             if engine == "local":
                 _run_local(model, data, todo, block_rows, settings, tokenizer, folder, bar)
             else:
-                _run_ray(
+                from dropkit.score.distributed import run_ray
+
+                run_ray(
                     model, manifest["model"], data, todo, block_rows,
                     settings, tokenizer, folder, bar, address, workers,
                 )  # fmt: skip
@@ -325,68 +327,6 @@ def _run_local(
         scores = score_rows(model, data.read(lo, hi), data.row_ids(lo, hi), settings, tokenizer)
         write_part(folder, b, scores.to_arrow())
         bar.update(hi - lo)
-
-
-# Per worker process: the model of the current run, built or unpickled once.
-_CACHE: dict[str, Any] = {}
-
-
-def _ray_block(
-    bundle: list[Any], key: str, rows: Any, ids: np.ndarray, settings: ScoreSettings
-) -> dict[str, np.ndarray]:
-    """Ray task: score one block (the model comes from the per-process cache)."""
-    if key not in _CACHE:
-        import ray
-
-        _CACHE.clear()
-        source, tokenizer = ray.get(bundle[0])
-        _CACHE[key] = (_build(source), tokenizer)
-    model, tokenizer = _CACHE[key]
-    return score_rows(model, rows, ids, settings, tokenizer).values
-
-
-def _run_ray(
-    model: nn.Module,
-    key: str,
-    data: Pool,
-    todo: list[int],
-    block_rows: int,
-    settings: ScoreSettings,
-    tokenizer: Any,
-    folder: Path,
-    bar: _Progress,
-    address: str | None,
-    workers: int | None,
-) -> None:
-    from dropkit.integrations.ray import cluster_cpus, session
-
-    if not todo:
-        return
-    with session(address, workers=workers, where=WHERE) as ray:
-        # the caller's model travels pickled (unpickled once per worker): every worker has
-        # the weights the manifest fingerprints, even from a factory that draws them at random
-        bundle = ray.put((model, tokenizer))
-        task = ray.remote(num_cpus=1, max_retries=5, retry_exceptions=False)(_ray_block)
-        width = 2 * (workers or cluster_cpus(ray))
-        queue = list(todo)
-        flying: dict[Any, int] = {}
-        task_name = "regression" if settings.output == "regression" else "classification"
-        while queue or flying:
-            while queue and len(flying) < width:
-                b = queue.pop(0)
-                lo, hi = _span(data, b, block_rows)
-                ref = task.remote([bundle], key, data.read(lo, hi), data.row_ids(lo, hi), settings)
-                flying[ref] = b
-            ready, _ = ray.wait(list(flying), num_returns=1)
-            b = flying.pop(ready[0])
-            lo, hi = _span(data, b, block_rows)
-            try:
-                values = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as exc:  # the worker's own error, as raised there
-                cause = getattr(exc, "cause", None)
-                raise (cause if isinstance(cause, Exception) else exc) from None
-            write_part(folder, b, BlockScores(task_name, data.row_ids(lo, hi), values).to_arrow())
-            bar.update(hi - lo)
 
 
 def _rank(

@@ -32,20 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from dropkit.integrations._extras import require
-
 ID_COLUMN = "row_id"
 
 
 def _bad(where: str, what: str, got: Any, fix: str) -> ValueError:
     return ValueError(f"{where}: expected {what}, but got {got}. {fix}")
-
-
-def _pyarrow(where: str) -> Any:
-    require("pyarrow", "ray", where)
-    import pyarrow.parquet as pq
-
-    return pq
 
 
 @dataclass
@@ -87,10 +78,12 @@ class Pool:
             if isinstance(chunk, np.ndarray):
                 chunk = torch.from_numpy(np.array(chunk))  # copy out of the memory map
             return _as_float(chunk)
-        table = self._read_parquet(start, stop)
+        from dropkit.score.parquet import read_range, table_matrix
+
+        table = read_range(self._files, self._columns, start, stop)
         if self.kind == "text":
             return [str(t) for t in table.column(self._columns[0]).to_pylist()]
-        matrix = np.array(_table_matrix(table, self._columns, self.row_shape))  # writable copy
+        matrix = np.array(table_matrix(table, self._columns, self.row_shape))  # writable copy
         return _as_float(torch.from_numpy(matrix))
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
@@ -108,84 +101,15 @@ class Pool:
             return [t for part in parts for t in part]  # type: ignore[union-attr]
         return torch.cat(parts)  # type: ignore[arg-type]
 
-    def _read_parquet(self, start: int, stop: int) -> Any:
-        import pyarrow as pa
-
-        pieces = []
-        offset = 0
-        for f in self._files:
-            n = f.metadata.num_rows
-            lo, hi = max(start - offset, 0), min(stop - offset, n)
-            if lo < hi:
-                pieces.append(_read_rows(f, lo, hi, self._columns))
-            offset += n
-            if offset >= stop:
-                break
-        return pa.concat_tables(pieces)
-
-
-def _read_rows(f: Any, lo: int, hi: int, columns: list[str]) -> Any:
-    import pyarrow as pa
-
-    groups, first, offset = [], None, 0
-    for g in range(f.metadata.num_row_groups):
-        n = f.metadata.row_group(g).num_rows
-        if offset + n > lo and offset < hi:
-            groups.append(g)
-            first = offset if first is None else first
-        offset += n
-    if not groups:
-        return pa.table({c: pa.array([]) for c in columns})
-    table = f.read_row_groups(groups, columns=columns)
-    assert first is not None
-    return table.slice(lo - first, hi - lo)
-
 
 def _as_float(x: torch.Tensor) -> torch.Tensor:
     # floats are cast to the model's dtype when scored (score_rows); ints stay token ids
     return x
 
 
-def _table_matrix(table: Any, columns: list[str], row_shape: tuple[int, ...]) -> np.ndarray:
-    if len(columns) == 1 and row_shape and _is_list(table.schema.field(columns[0]).type):
-        col = table.column(columns[0]).combine_chunks()
-        flat = col.flatten().to_numpy(zero_copy_only=False)
-        return flat.reshape(len(table), *row_shape)
-    return np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in columns], axis=1)
-
-
-def _is_list(t: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
-
-
-def _is_numeric(t: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t))
-
-
-def _is_text(t: Any) -> bool:
-    import pyarrow as pa
-
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
-
-
 def _stat(path: Path) -> dict[str, Any]:
     st = path.stat()
     return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _check_ids(where: str, ids: np.ndarray, source: str) -> None:
-    uniq, counts = np.unique(ids, return_counts=True)
-    if uniq.size != ids.size:
-        raise _bad(
-            where,
-            f"unique integers in the {ID_COLUMN!r} column of {source!r}",
-            f"{int(uniq[counts > 1][0])} {int(counts.max())} times",
-            "Give every row its own id, or drop the column to number rows by position.",
-        )
 
 
 def _from_tensor(where: str, value: Any, source: str, fingerprint: dict[str, Any]) -> Pool:
@@ -253,6 +177,12 @@ def _memory_fingerprint(value: Any) -> dict[str, Any]:
     return {"memory_sha256": digest.hexdigest()}
 
 
+def _parquet(where: str, files: list[Path], source: str) -> Pool:
+    from dropkit.score.parquet import open_parquet
+
+    return open_parquet(where, files, source)
+
+
 def open_pool(pool: Any, where: str = "score_pool") -> Pool:
     """Open and check a pool (see the module docstring for the formats).
 
@@ -286,7 +216,7 @@ def open_pool(pool: Any, where: str = "score_pool") -> Pool:
                 f"{where}: expected Parquet files matching the pool glob, but got {text!r}, "
                 "which matches nothing. Check the pattern."
             )
-        return _open_parquet(where, files, text)
+        return _parquet(where, files, text)
     if path.is_dir():
         files = sorted(path.glob("*.parquet"))
         if not files:
@@ -294,7 +224,7 @@ def open_pool(pool: Any, where: str = "score_pool") -> Pool:
                 f"{where}: expected *.parquet files in the pool folder, but got {text!r} with "
                 "none. Pass a folder of Parquet files, or a .npy / .pt / .txt file."
             )
-        return _open_parquet(where, files, text)
+        return _parquet(where, files, text)
     if not path.is_file():
         raise FileNotFoundError(
             f"{where}: expected an existing pool file, folder or glob, but got {text!r}, which "
@@ -340,118 +270,13 @@ def open_pool(pool: Any, where: str = "score_pool") -> Pool:
             _ids=np.asarray([i for i, _ in kept], dtype=np.int64),
         )
     if suffix == ".parquet":
-        return _open_parquet(where, [path], text)
+        return _parquet(where, [path], text)
     raise _bad(
         where,
         "a pool ending in .npy, .pt, .txt or .parquet (or a folder / glob of Parquet files)",
         repr(path.name),
         "Convert it, e.g. numpy.save('pool.npy', x).",
     )
-
-
-def _open_parquet(where: str, paths: list[Path], source: str) -> Pool:
-    pq = _pyarrow(where)
-    files = []
-    for p in paths:
-        try:
-            files.append(pq.ParquetFile(p))
-        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
-            raise _bad(
-                where, f"a readable Parquet file in {str(p)!r}", repr(str(exc)), "Re-write it."
-            ) from None
-    schema = files[0].schema_arrow
-    for p, f in zip(paths[1:], files[1:]):
-        if f.schema_arrow.names != schema.names:
-            raise _bad(
-                where,
-                f"the columns {schema.names} in every file of {source!r}",
-                f"{f.schema_arrow.names} in {p.name!r}",
-                "Write every file with the same columns (rows of one shape).",
-            )
-    names = [n for n in schema.names if n != ID_COLUMN]
-    types = {n: schema.field(n).type for n in names}
-    if not names:
-        raise _bad(where, f"input columns in {source!r}", f"only {schema.names}", "Add columns.")
-    texts = [n for n in names if _is_text(types[n])]
-    lists = [n for n in names if _is_list(types[n])]
-    row_shape: tuple[int, ...] = ()
-    if texts and len(names) == 1:
-        kind = "text"
-    elif lists and len(names) == 1:
-        value_type = types[lists[0]].value_type
-        if not _is_numeric(value_type):
-            raise _bad(
-                where,
-                f"numeric columns in {source!r}",
-                f"column {lists[0]!r} of type {types[lists[0]]} (not numeric)",
-                "Store numbers, one list of numbers per row.",
-            )
-        kind, row_shape = "tensor", (_list_length(where, paths, files, lists[0], source),)
-    else:
-        for n in names:
-            if not _is_numeric(types[n]):
-                raise _bad(
-                    where,
-                    f"numeric columns in {source!r}",
-                    f"column {n!r} of type {types[n]} (not numeric)",
-                    "Drop or encode that column; a text pool has one string column only.",
-                )
-        kind, row_shape = "tensor", (len(names),)
-    n_rows = sum(f.metadata.num_rows for f in files)
-    if n_rows == 0:
-        raise _bad(where, f"at least one row in {source!r}", "0 rows", "Write rows.")
-    ids = None
-    if ID_COLUMN in schema.names:
-        import pyarrow as pa
-
-        if not pa.types.is_integer(schema.field(ID_COLUMN).type):
-            raise _bad(
-                where,
-                f"integers in the {ID_COLUMN!r} column of {source!r}",
-                f"type {schema.field(ID_COLUMN).type}",
-                "Store row ids as int64.",
-            )
-        ids = np.concatenate(
-            [f.read(columns=[ID_COLUMN]).column(0).to_numpy() for f in files]
-        ).astype(np.int64)
-        _check_ids(where, ids, source)
-    return Pool(
-        kind=kind,
-        n_rows=n_rows,
-        row_shape=row_shape,
-        source=source,
-        fingerprint={"files": [_stat(p) for p in paths], "columns": names},
-        _ids=ids,
-        _files=files,
-        _columns=names,
-    )
-
-
-def _list_length(where: str, paths: list[Path], files: list[Any], column: str, source: str) -> int:
-    """The one length of every row of a list column (streamed), or ValueError."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    t = files[0].schema_arrow.field(column).type
-    if pa.types.is_fixed_size_list(t):
-        return int(t.list_size)
-    length: int | None = None
-    position = 0
-    for p, f in zip(paths, files):
-        for batch in f.iter_batches(columns=[column], batch_size=65_536):
-            lengths = pc.list_value_length(batch.column(0)).to_numpy(zero_copy_only=False)
-            if length is None and lengths.size:
-                length = int(lengths[0])
-            bad = np.flatnonzero(lengths != length)
-            if bad.size:
-                raise _bad(
-                    where,
-                    f"rows of one shape in column {column!r} of {source!r} ({length} values)",
-                    f"{lengths[bad[0]]} values at row {position + int(bad[0])} ({p.name})",
-                    "Pad or crop every row to one length (rows of mixed shapes).",
-                )
-            position += len(lengths)
-    return int(length or 0)
 
 
 def batch_from_columns(
