@@ -220,6 +220,7 @@ def test_backward_reads_strided_and_broadcast_gradients(
     # reference's at the logical index either way
     if numba:
         _numba_kernel()
+        monkeypatch.setattr(_ops, "STRIDED_MIN", 0)  # the strided kernel at this size too
     else:
         monkeypatch.setitem(_ops._backends, "numba", None)
     g = GRAD_VIEWS[view](torch.randn(40, 70, generator=generator))
@@ -242,3 +243,20 @@ def test_large_broadcast_gradient_uses_every_worker_and_matches_dense(
     assert torch.equal(seeded_dropout(torch.tensor(1.5).expand(n), 0.2, 5), dense)
     grid = torch.tensor(1.5).expand(3, n // 3)
     assert torch.equal(seeded_dropout(grid, 0.2, 5), dense[: grid.numel()].view(grid.shape))
+
+
+@pytest.mark.parametrize("view", sorted(GRAD_VIEWS))
+def test_strided_kernel_above_its_threshold(view: str, generator: torch.Generator) -> None:
+    _numba_kernel()
+    big = torch.randn(280, 700, generator=generator)  # every view above STRIDED_MIN
+    g = {
+        "stride-0": big[:1, :1].expand(280, 700),
+        "row-broadcast": big[:1].expand(280, 700),
+        "transposed": big.t(),
+        "sliced": big[:, ::2],
+        "channels_last": big.reshape(40, 7, 5, 140).to(memory_format=torch.channels_last),
+    }[view]
+    assert g.numel() >= _ops.STRIDED_MIN
+    y = seeded_dropout(g, 0.3, 78)
+    assert y.stride() == torch.empty_like(g).stride()
+    assert torch.equal(y, seeded_dropout(g.contiguous(), 0.3, 78))
