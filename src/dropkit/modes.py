@@ -59,6 +59,10 @@ def select_sites(model: nn.Module, sites: Any, where: str = "mc_mode") -> list[D
             picked = [spec]
         elif spec == "head":
             picked = [s for s in found if _is_head(model, s)]
+        elif isinstance(spec, str) and spec.startswith(("last:", "blocks:")):
+            from dropkit._blocks import select_depth
+
+            picked = select_depth(model, found, spec, where, lambda s: _is_head(model, s))
         elif isinstance(spec, str) and spec in KINDS:
             picked = [s for s in found if s.kind == spec]
         elif isinstance(spec, (str, re.Pattern)) or callable(spec):
@@ -342,13 +346,20 @@ def mc_mode(model: nn.Module, *, sites: Any = None) -> MCMode:
             sites under a top-level ``head``, ``head_drop``, ``fc``,
             ``classifier``, ``pre_classifier``, ``score`` or ``dropout`` child and
             a root ``drop_rate`` attribute (timm).
+            ``"last:k"`` selects the sites of the model's last ``k`` repeated
+            blocks (found from its structure: the largest group of same-class
+            children holding sites, e.g. ``encoder.layer``) and every site after
+            them (pooler, head); ``"blocks:i-j"`` blocks ``i`` to ``j`` (0-based,
+            inclusive) and the sites after the blocks.
 
     Returns:
         An :class:`MCMode` handle; ``handle.enabled`` lists the sites switched on.
 
     Raises:
         TypeError: If ``model`` is not a module or ``sites`` has a wrong type.
-        ValueError: If a ``sites`` entry selects no site.
+        ValueError: If a ``sites`` entry selects no site, or a ``"last:k"`` /
+            ``"blocks:i-j"`` selector is malformed, out of range or finds no
+            repeated blocks.
         RuntimeError: If no selected site has ``p > 0`` (for a model whose
             dropout is only functional, the message says to pass
             ``sites=find_dropout(model, probe_inputs=x)``).

@@ -112,6 +112,7 @@ class Engine:
         features: Callable[..., Any] | None,
         head: Callable[..., Any] | None,
         reuse_prefix: bool,
+        blocks: bool = False,
     ) -> None:
         self.cfg = cfg
         self.seed = seed
@@ -137,7 +138,9 @@ class Engine:
                 per_call,
                 "These sites draw one mask per call; pass strategy='loop' or 'auto'.",
             )
-        self.plan = make_plan(model, sites, features=features, head=head, reuse_prefix=reuse_prefix)
+        self.plan = make_plan(
+            model, sites, features=features, head=head, reuse_prefix=reuse_prefix, blocks=blocks
+        )
         params = list(model.parameters())
         self.device = params[0].device if params else torch.device("cpu")
         self.mode: str | None = {"loop": "loop", "batched": None, "auto": None}[cfg.strategy]

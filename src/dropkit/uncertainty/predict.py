@@ -99,6 +99,12 @@ def _check_rows(batch: Any) -> None:
         )
 
 
+def _depth_selected(sites: Any) -> bool:
+    """Whether ``sites`` holds a ``"last:k"`` / ``"blocks:i-j"`` selector."""
+    specs = [sites] if isinstance(sites, str) else sites if isinstance(sites, (list, tuple)) else []
+    return any(isinstance(s, str) and s.startswith(("last:", "blocks:")) for s in specs)
+
+
 def _check_not_empty(inputs: Any, total: int | None) -> None:
     if total != 0:
         return
@@ -250,9 +256,12 @@ def mc_predict(
     (``sites``, see :func:`dropkit.mc_mode`): BatchNorm uses and keeps its running
     statistics, and every module's mode is restored afterwards, also after an
     error, even if the model was left in training mode. For every batch the
-    deterministic prefix runs once (automatic for ``nn.Sequential`` and for
+    deterministic prefix runs once (automatic for ``nn.Sequential``, for
     Hugging Face models whose active sites lie outside the backbone, e.g.
-    ``sites="head"``; explicit with ``features=``/``head=``), then the stochastic
+    ``sites="head"``, and with ``sites="last:k"`` for the first ``L - k``
+    repeated blocks, whose cached output the later blocks receive in the model's
+    own forward, masks and position inputs rebuilt by it; explicit with
+    ``features=``/``head=``), then the stochastic
     rest runs ``samples`` times, either one sample per call (``"loop"``) or
     ``K`` samples per call on inputs replicated ``K`` times (``"batched"``, ``K``
     under ``memory_mb``); ``"auto"`` times both on the first batch and batches
@@ -281,7 +290,12 @@ def mc_predict(
         output: What the model returns: ``"logits"`` (softmax per sample),
             ``"probs"`` (checked to be distributions) or ``"regression"``.
             Never guessed.
-        sites: Which dropout sites drop (``None``: all; ``"head"``; a kind; ...).
+        sites: Which dropout sites drop (``None``: all; ``"head"``; ``"last:k"``,
+            the last ``k`` repeated blocks and the head; ``"blocks:i-j"``; a
+            kind; ...; see :func:`dropkit.mc_mode`). Prefix reuse at a block cut
+            assumes each block reads only the previous block's output; for
+            models that also read earlier blocks' outputs (U-Net skips, heads
+            over all hidden states) pass ``reuse_prefix=False``.
         features: Explicit deterministic part, ``inputs -> features``.
         head: Explicit stochastic part, ``features -> output``.
         heteroscedastic: Regression head returns ``(mean, log_var)`` (a pair, or a
@@ -423,6 +437,7 @@ def mc_predict(
                 features=features,
                 head=head,
                 reuse_prefix=bool(reuse_prefix),
+                blocks=_depth_selected(sites),
             )
             engine.total_rows = total
             with engine.control:

@@ -1,7 +1,7 @@
 """Split a model into a deterministic prefix (run once) and a stochastic rest (run T times).
 
 When every active dropout site lies after a deterministic part, MC dropout only
-needs that part once per input; the ``T`` samples re-run the rest. Three splits:
+needs that part once per input; the ``T`` samples re-run the rest. Four splits:
 
 * ``nn.Sequential``: cut before the first child holding an active site
   (recursing into nested ``Sequential`` children);
@@ -10,6 +10,9 @@ needs that part once per input; the ``T`` samples re-run the rest. Three splits:
   backbone, e.g. ``sites="head"``: the backbone (BERT's pooler included) runs once
   and its output is replayed, so the model's own head code (pooling, dropout,
   classifier) runs ``T`` times without the architecture being re-implemented;
+* with a ``sites="last:k"`` / ``"blocks:i-j"`` selector, any model with repeated
+  blocks whose active sites all lie in its last blocks or after them: the first
+  blocks run once (:mod:`dropkit.uncertainty.depth`);
 * an explicit ``features`` callable and ``head`` module, for any model.
 
 The idea is the "last-layer" MC dropout of Gal and Ghahramani (2016) applied
@@ -112,7 +115,8 @@ class Plan:
     """How one MC call runs: a deterministic ``prefix`` and a stochastic ``run``.
 
     Attributes:
-        kind: ``"none"``, ``"sequential"``, ``"backbone"`` or ``"explicit"``.
+        kind: ``"none"``, ``"sequential"``, ``"backbone"``, ``"blocks"`` or
+            ``"explicit"``.
         prefix: ``inputs -> state``; the state is what gets replicated.
         run: ``state -> raw model output`` for a (replicated) state.
         modules: Modules of the stochastic part (for the memory estimate).
@@ -224,6 +228,7 @@ def make_plan(
     features: Callable[..., Any] | None = None,
     head: Callable[..., Any] | None = None,
     reuse_prefix: bool = True,
+    blocks: bool = False,
 ) -> Plan:
     """Choose how to split ``model`` for the active ``sites``.
 
@@ -233,6 +238,9 @@ def make_plan(
         features: Explicit deterministic part (``inputs -> features``).
         head: Explicit stochastic part (``features -> output``).
         reuse_prefix: Try the automatic splits; ``False`` runs the full model.
+        blocks: Also try the cut between repeated blocks (asked for by a
+            ``"last:k"`` / ``"blocks:i-j"`` selector): it assumes each block reads
+            only the previous block's output.
 
     Returns:
         The :class:`Plan`.
@@ -271,4 +279,8 @@ def make_plan(
         if plan is not None:
             return plan
     plan = _backbone_plan(model, sites)
+    if plan is None and blocks:
+        from dropkit.uncertainty.depth import blocks_plan
+
+        plan = blocks_plan(model, sites)
     return plan if plan is not None else _no_split(model)

@@ -1,0 +1,148 @@
+"""Prefix reuse at any depth: run the first blocks once, the stochastic rest ``T`` times.
+
+When every active dropout site lies in the last blocks of a model's repeated
+block group (see :mod:`dropkit._blocks`; ``sites="last:k"``) or after it, the
+output of the last deterministic block depends only on the inputs. The prefix
+forward runs the model once and stops, by a forward hook, as soon as block
+``s - 1`` returns; that output is the state that gets replicated. Each
+stochastic call runs the model's own forward again with blocks ``0 .. s - 1``
+replaced by the cached output, so block ``s`` receives what it would have
+received, and everything the model builds around its blocks (attention and
+causal masks, padding, ``position_ids``, rotary embeddings, T5's relative
+position bias, passed along with the cached block output) is rebuilt by the
+model's own code from the replicated inputs. Only the code outside the blocks
+(embeddings, mask building: linear in the hidden size) runs ``T`` times besides
+the last ``k`` blocks and the head.
+
+References:
+    Gal and Ghahramani, "Dropout as a Bayesian Approximation", ICML 2016.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from dropkit._blocks import Blocks, find_blocks
+from dropkit.sites import _static_sites
+from dropkit.uncertainty.split import Plan, _Captured, _site_modules, call_model
+
+__all__ = ["blocks_plan"]
+
+
+def _first_stochastic(model: nn.Module, blocks: Blocks, sites: list[Any]) -> int | None:
+    """Index of the first block holding an active site, or None when the cut is unsafe.
+
+    Unsafe: a site with no module, or one that runs before the block group (its
+    dropout would be overwritten by the cached block output).
+    """
+    order = {id(m): i for i, (_, m) in enumerate(model.named_modules())}
+    owner = {id(m): i for i, b in enumerate(blocks.modules) for m in b.modules()}
+    first = len(blocks.modules)
+    for site in sites:
+        mods = _site_modules(site)
+        if not mods:
+            return None
+        inside = [owner[id(m)] for m in mods if id(m) in owner]
+        if inside:
+            first = min(first, min(inside))
+        elif getattr(site, "path", None) == "" and getattr(site, "control", "") == "attribute":
+            continue  # a rate read by the root's own forward (timm's head drop_rate)
+        elif not all(order.get(id(m), -1) > blocks.end for m in mods):
+            return None
+    return first
+
+
+def _after(model: nn.Module, blocks: Blocks) -> list[nn.Module]:
+    """The top-most modules after the block group (pooler, norm, head)."""
+    named = list(model.named_modules())
+    order = {p: i for i, (p, _) in enumerate(named)}
+    out = []
+    for i, (path, mod) in enumerate(named):
+        if i <= blocks.end or not path:
+            continue
+        parent = path.rpartition(".")[0]
+        if order.get(parent, 0) <= blocks.end:
+            out.append(mod)
+    return out
+
+
+def blocks_plan(model: nn.Module, sites: list[Any]) -> Plan | None:
+    """A :class:`~dropkit.uncertainty.split.Plan` that caches the first blocks, or None.
+
+    None when the model has no repeated blocks, when the first active site lies
+    in block 0, or when an active site's module comes before the blocks. If the
+    first prefix forward calls an active site's module before the cut (one
+    module used before and after the blocks), the plan turns itself into a
+    full-model plan (``kind="none"``) for that call.
+    """
+    blocks = find_blocks(model, _static_sites(model))
+    if blocks is None:
+        return None
+    s = _first_stochastic(model, blocks, sites)
+    if not s:
+        return None
+    cut, skipped = blocks.modules[s - 1], blocks.modules[:s]
+    where = f"{blocks.path}.{blocks.names[s - 1]}" if blocks.path else blocks.names[s - 1]
+
+    watched = [m for site in sites for m in _site_modules(site) if m is not model]
+    plan = Plan("blocks", lambda x: x, lambda x: x)
+    early: list[str] = []
+
+    def stop(_m: nn.Module, _args: Any, out: Any) -> None:
+        raise _Captured(out)
+
+    def unsafe(mod: nn.Module, _args: Any) -> None:
+        # An active site called before the cut (T5's one ``dropout`` module runs
+        # after the embeddings and after the last block): caching would freeze its
+        # mask, so this call and every later one run the full model.
+        raise _Captured(mod)
+
+    def prefix(inputs: Any) -> Any:
+        if early:
+            return (None, inputs)
+        handles = [cut.register_forward_hook(stop)]
+        handles += [m.register_forward_pre_hook(unsafe) for m in watched]
+        try:
+            call_model(model, inputs)
+        except _Captured as got:
+            if not isinstance(got.value, nn.Module) or got.value not in watched:
+                return (got.value, inputs)
+            names = {id(m): p for p, m in model.named_modules()}
+            early.append(names.get(id(got.value), "?"))
+            plan.kind = "none"
+            plan.modules = [model]
+            plan.detail = f"full model: active site in {early[0]!r} runs before block {where!r}"
+            return (None, inputs)
+        finally:
+            for h in handles:
+                h.remove()
+        raise RuntimeError(
+            f"mc_predict: expected {type(model).__name__} to call its block {where!r}, "
+            "but the forward finished without it. Pass reuse_prefix=False or an explicit "
+            "features=/head= split."
+        )
+
+    def run(state: Any) -> Any:
+        cached, inputs = state
+        if cached is None:
+            return call_model(model, inputs)
+        saved = [(b, b.__dict__.get("forward"), "forward" in b.__dict__) for b in skipped]
+        for b in skipped:
+            b.forward = lambda *a, **kw: cached  # type: ignore[method-assign]
+        try:
+            return call_model(model, inputs)
+        finally:
+            for b, old, had in saved:
+                if had:
+                    b.forward = old  # type: ignore[method-assign, assignment]
+                else:
+                    b.__dict__.pop("forward", None)
+
+    plan.prefix, plan.run = prefix, run
+    plan.modules = [*blocks.modules[s:], *_after(model, blocks)]
+    plan.detail = (
+        f"blocks 0-{s - 1} of {len(blocks.modules)} under {blocks.path or 'the root'!r} run once"
+    )
+    return plan
