@@ -317,3 +317,69 @@ def test_block_cut_only_with_a_depth_selector() -> None:
     names = _selected(model, "last:1")
     assert _run(model, x, names, strategy="loop").extras["prefix"] == "none"
     assert _run(model, x, ["last:1"], strategy="loop").extras["prefix"] == "blocks"
+
+
+def test_convnext_largest_group_is_the_deepest_stage() -> None:
+    # convnext_atto has stages of (2, 2, 6, 2) blocks: the 6 blocks of stage 2 are
+    # the largest same-class group; last:2 takes its last 2 and all that follows
+    net = timm.create_model(
+        "convnext_atto", pretrained=False, drop_rate=0.2, drop_path_rate=0.3, num_classes=5
+    )
+    want = [f"stages.2.blocks.{i}.drop_path" for i in (4, 5)]
+    want += [f"stages.3.blocks.{i}.drop_path" for i in (0, 1)] + ["head.drop"]
+    assert _selected(net, "last:2") == sorted(want)
+    x = _image()
+    fast = _run(net, x, "last:2", strategy="loop")
+    full = _run(net, x, want, strategy="loop", reuse_prefix=False)
+    assert fast.extras["prefix_detail"] == "blocks 0-3 of 6 under 'stages.2.blocks' run once"
+    torch.testing.assert_close(fast.samples, full.samples, rtol=0, atol=LOOP_ATOL)
+    assert (full.samples[0] - full.samples[1]).abs().max() > 1e-4
+
+
+def test_t5_encoder_decoder_cuts_in_the_encoder() -> None:
+    # encoder and decoder block groups tie in size: the first (encoder) is taken, so
+    # last:1 is its last block plus the whole decoder; the decoder reads the encoder
+    # output (cross-attention) built from the cached blocks
+    cfg = transformers.T5Config(
+        vocab_size=64,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=L,
+        num_heads=2,
+        dropout_rate=0.2,
+        decoder_start_token_id=0,
+    )
+    model = Seq2SeqLogits(transformers.T5ForConditionalGeneration(cfg))
+    # the stacks' shared dropout also runs before the blocks (see the T5 fallback test)
+    model.model.encoder.dropout.p = 0.0
+    x = {**_text(), "decoder_input_ids": torch.randint(3, 64, (4, 6))}
+    names = _selected(model, "last:1")
+    assert "model.encoder.block.2.layer.0.dropout" in names
+    assert "model.encoder.block.1.layer.0.dropout" not in names
+    assert "model.decoder.block.0.layer.1.EncDecAttention.dropout" in names
+    fast = _run(model, x, "last:1", strategy="loop")
+    full = _run(model, x, names, strategy="loop", reuse_prefix=False)
+    assert fast.extras["prefix_detail"] == "blocks 0-1 of 3 under 'model.encoder.block' run once"
+    torch.testing.assert_close(fast.samples, full.samples, rtol=0, atol=LOOP_ATOL)
+
+
+def test_threads_share_one_model_with_cached_blocks() -> None:
+    import threading
+
+    model, x, blocks = build("bert")
+    alone = _run(model, x, "last:1", strategy="loop")
+    got: dict[int, Any] = {}
+
+    def work(i: int) -> None:
+        got[i] = _run(model, x, "last:1", strategy="loop")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in got.values():
+        torch.testing.assert_close(r.samples, alone.samples, rtol=0, atol=LOOP_ATOL)
+    layers = model.get_submodule(blocks)
+    assert all("forward" not in layer.__dict__ for layer in layers)

@@ -20,6 +20,7 @@ References:
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from torch import nn
@@ -29,6 +30,58 @@ from dropkit.sites import _static_sites
 from dropkit.uncertainty.split import Plan, _Captured, _site_modules, call_model
 
 __all__ = ["blocks_plan"]
+
+
+# Cached blocks answer only the thread that cached them: other threads running the
+# same shared model (concurrent mc_predict calls) get the block's own forward. The
+# wrapper is installed by the first caller and removed by the last (reference count).
+_LOCK = threading.Lock()
+_PATCHED: dict[int, list[Any]] = {}  # id(block) -> [holders, had own forward, it]
+_LOCAL = threading.local()
+
+
+def _cached() -> dict[int, Any]:
+    table = getattr(_LOCAL, "table", None)
+    if table is None:
+        table = _LOCAL.table = {}
+    return table
+
+
+def _enter(blocks: tuple[nn.Module, ...], cached: Any) -> None:
+    table = _cached()
+    for b in blocks:
+        table[id(b)] = cached
+    with _LOCK:
+        for b in blocks:
+            entry = _PATCHED.get(id(b))
+            if entry is not None:
+                entry[0] += 1
+                continue
+            _PATCHED[id(b)] = [1, "forward" in b.__dict__, b.__dict__.get("forward")]
+            original = b.forward
+
+            def forward(*args: Any, _key: int = id(b), _own: Any = original, **kw: Any) -> Any:
+                mine = _cached()
+                return mine[_key] if _key in mine else _own(*args, **kw)
+
+            b.forward = forward  # type: ignore[method-assign]
+
+
+def _exit(blocks: tuple[nn.Module, ...]) -> None:
+    table = _cached()
+    for b in blocks:
+        table.pop(id(b), None)
+    with _LOCK:
+        for b in blocks:
+            entry = _PATCHED[id(b)]
+            entry[0] -= 1
+            if entry[0]:
+                continue
+            del _PATCHED[id(b)]
+            if entry[1]:
+                b.forward = entry[2]  # type: ignore[method-assign]
+            else:
+                b.__dict__.pop("forward", None)
 
 
 def _first_stochastic(model: nn.Module, blocks: Blocks, sites: list[Any]) -> int | None:
@@ -90,18 +143,23 @@ def blocks_plan(model: nn.Module, sites: list[Any]) -> Plan | None:
     plan = Plan("blocks", lambda x: x, lambda x: x)
     early: list[str] = []
 
+    owner: list[int] = []  # hooks are the module's, for every thread: act in ours only
+
     def stop(_m: nn.Module, _args: Any, out: Any) -> None:
-        raise _Captured(out)
+        if threading.get_ident() in owner:
+            raise _Captured(out)
 
     def unsafe(mod: nn.Module, _args: Any) -> None:
         # An active site called before the cut (T5's one ``dropout`` module runs
         # after the embeddings and after the last block): caching would freeze its
         # mask, so this call and every later one run the full model.
-        raise _Captured(mod)
+        if threading.get_ident() in owner:
+            raise _Captured(mod)
 
     def prefix(inputs: Any) -> Any:
         if early:
             return (None, inputs)
+        owner[:] = [threading.get_ident()]
         handles = [cut.register_forward_hook(stop)]
         handles += [m.register_forward_pre_hook(unsafe) for m in watched]
         try:
@@ -128,17 +186,11 @@ def blocks_plan(model: nn.Module, sites: list[Any]) -> Plan | None:
         cached, inputs = state
         if cached is None:
             return call_model(model, inputs)
-        saved = [(b, b.__dict__.get("forward"), "forward" in b.__dict__) for b in skipped]
-        for b in skipped:
-            b.forward = lambda *a, **kw: cached  # type: ignore[method-assign]
+        _enter(skipped, cached)
         try:
             return call_model(model, inputs)
         finally:
-            for b, old, had in saved:
-                if had:
-                    b.forward = old  # type: ignore[method-assign, assignment]
-                else:
-                    b.__dict__.pop("forward", None)
+            _exit(skipped)
 
     plan.prefix, plan.run = prefix, run
     plan.modules = [*blocks.modules[s:], *_after(model, blocks)]
