@@ -408,9 +408,7 @@ def _fitted_hmc(
     return (hmc or HMC(model, "classification")).fit(x_tr, y_tr)
 
 
-def _add_reference(
-    reports: list[MethodReport], predicted: dict[str, tuple[Any, Any]]
-) -> None:
+def _add_reference(reports: list[MethodReport], predicted: dict[str, tuple[Any, Any]]) -> None:
     """Distances of every method's test predictive (and calibrated one) to HMC's."""
     ref = predicted["hmc"][0]
     for report in reports:
