@@ -15,8 +15,15 @@ from dropkit.sweep.uci import load_uci
 def test_quick_bench_end_to_end(uci_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "uci"
     assert bench_uci.main(["--quick", "--data-dir", str(uci_dir), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "yacht" in printed and "0.666 ± 0.049" in printed  # published grid-search column
+    assert captured.err == ""  # progress lines only on a terminal or with --verbose
+    # a second run into the same folder resumes every split; --verbose logs it to a pipe
+    assert (
+        bench_uci.main(["--quick", "--data-dir", str(uci_dir), "--out", str(out), "--verbose"]) == 0
+    )
+    assert "yacht" in capsys.readouterr().err
     result = json.loads((out / "uci.json").read_text())["datasets"]["yacht"]
     assert result["splits"] == 2 and result["epochs"] == 40 and result["samples"] == 100
     assert result["complete"] is False and result["full_protocol"] is False

@@ -170,12 +170,19 @@ def _print(results: dict[str, dict[str, Any]]) -> None:
     print("* = outside two published standard errors of the grid-search column")
 
 
-def _unit(data: UCIData, split: int, out: str, settings: ProtocolSettings) -> dict[str, Any]:
-    """One (dataset, split) unit on a Ray worker: the protocol on that split alone."""
+def _unit(
+    data: UCIData, split: int, out: str, settings: ProtocolSettings, verbose: bool = False
+) -> dict[str, Any]:
+    """One (dataset, split) unit on a Ray worker: the protocol on that split alone.
+
+    Ray forwards a worker's stderr to the driver, so its progress lines are
+    written only when the driver shows progress (``verbose``).
+    """
     torch.set_num_threads(1)
 
     def log(line: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+        if verbose:
+            print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
     folder = Path(out) / data.name / "units" / f"split_{split}"
     return run_uci(data, [split], folder, settings, log=log)[0]
@@ -189,6 +196,7 @@ def run_units_on_ray(
     address: str | None,
     workers: int | None,
     log: Any,
+    verbose: bool = False,
 ) -> None:
     """Run the unfinished (dataset, split) units of ``plan`` as Ray tasks.
 
@@ -215,7 +223,7 @@ def run_units_on_ray(
         for data, k in todo:
             if data.name not in shared:
                 shared[data.name] = ray.put(data)
-            refs[task.remote(shared[data.name], k, str(out), settings)] = (data.name, k)
+            refs[task.remote(shared[data.name], k, str(out), settings, verbose)] = (data.name, k)
         log(f"ray: {len(refs)} units queued ({', '.join(sorted({n for n, _ in refs.values()}))})")
         pending = list(refs)
         while pending:
@@ -248,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--samples", type=int, default=10_000, help="MC passes T")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print progress lines to stderr even when it is not a terminal (logs of long runs)",
+    )
     parser.add_argument("--backend", default="auto", choices=("auto", "numba", "torch"))
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
@@ -305,12 +318,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, dict[str, Any]] = {}
 
+    # progress lines on a terminal only (or asked for with --verbose, for logs of long runs)
+    verbose = args.verbose or sys.stderr.isatty()
+
     def log(line: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
+        if verbose:
+            print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
     plan = {d.name: list(range(min(args.splits or d.n_splits, d.n_splits))) for d in datasets}
     if args.engine == "ray":
-        run_units_on_ray(datasets, plan, args.out, settings, args.address, args.workers, log)
+        run_units_on_ray(
+            datasets, plan, args.out, settings, args.address, args.workers, log, verbose
+        )
     for data in datasets:
         splits = plan[data.name]
         records = run_uci(data, splits, args.out, settings, log=log)
