@@ -383,3 +383,13 @@ def test_threads_share_one_model_with_cached_blocks() -> None:
         torch.testing.assert_close(r.samples, alone.samples, rtol=0, atol=LOOP_ATOL)
     layers = model.get_submodule(blocks)
     assert all("forward" not in layer.__dict__ for layer in layers)
+
+
+def test_per_block_outputs_run_the_full_model() -> None:
+    model, x, _ = build("bert")
+    x = {**x, "output_hidden_states": True}
+    fast = _run(model, x, "last:1", strategy="loop")
+    full = _run(model, x, "last:1", strategy="loop", reuse_prefix=False)
+    assert fast.extras["prefix"] == "none"
+    assert "output_hidden_states=True" in fast.extras["prefix_detail"]
+    torch.testing.assert_close(fast.samples, full.samples, rtol=0, atol=LOOP_ATOL)

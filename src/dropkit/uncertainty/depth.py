@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -36,6 +37,7 @@ __all__ = ["blocks_plan"]
 # same shared model (concurrent mc_predict calls) get the block's own forward. The
 # wrapper is installed by the first caller and removed by the last (reference count).
 _LOCK = threading.Lock()
+_PER_BLOCK = ("output_hidden_states", "output_attentions")
 _PATCHED: dict[int, list[Any]] = {}  # id(block) -> [holders, had own forward, it]
 _LOCAL = threading.local()
 
@@ -156,8 +158,18 @@ def blocks_plan(model: nn.Module, sites: list[Any]) -> Plan | None:
         if threading.get_ident() in owner:
             raise _Captured(mod)
 
+    def full_model(reason: str) -> None:
+        early.append(reason)
+        plan.kind = "none"
+        plan.modules = [model]
+        plan.detail = f"full model: {reason}"
+
     def prefix(inputs: Any) -> Any:
         if early:
+            return (None, inputs)
+        asked = [k for k in _PER_BLOCK if isinstance(inputs, Mapping) and inputs.get(k)]
+        if asked:  # the cached blocks would report copies of one block's output
+            full_model(f"{asked[0]}=True asks for every block's output")
             return (None, inputs)
         owner[:] = [threading.get_ident()]
         handles = [cut.register_forward_hook(stop)]
@@ -168,10 +180,9 @@ def blocks_plan(model: nn.Module, sites: list[Any]) -> Plan | None:
             if not isinstance(got.value, nn.Module) or got.value not in watched:
                 return (got.value, inputs)
             names = {id(m): p for p, m in model.named_modules()}
-            early.append(names.get(id(got.value), "?"))
-            plan.kind = "none"
-            plan.modules = [model]
-            plan.detail = f"full model: active site in {early[0]!r} runs before block {where!r}"
+            full_model(
+                f"active site in {names.get(id(got.value), '?')!r} runs before block {where!r}"
+            )
             return (None, inputs)
         finally:
             for h in handles:
