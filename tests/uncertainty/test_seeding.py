@@ -46,9 +46,16 @@ def test_auto_gives_the_same_bits_every_call(margin, monkeypatch):
     if margin is not None:
         want = "loop" if margin == 0.0 else "batched"
         assert first.extras["strategy"] == want
-        # the explicit strategy computes the same arithmetic as auto's choice
+        # The explicit strategy draws the same masks as auto's choice, but it measures
+        # its first sample alone (a chunk of 1) where auto, restarted with the size
+        # known, runs all 6 in one chunk: convolutions over batches of another size may
+        # take another kernel (seen in the full suite), so the outputs agree up to
+        # float32 rounding of a 4-term sum and a bias: 16 eps.
         explicit = mc_predict(net, x, strategy=want, **kw)
-        assert same_bits(first.samples, explicit.samples)
+        eps = torch.finfo(torch.float32).eps
+        torch.testing.assert_close(first.samples, explicit.samples, rtol=16 * eps, atol=16 * eps)
+        if want == "loop":  # one sample per call on both paths: the same op on the same shape
+            assert same_bits(first.samples, explicit.samples)
 
 
 # -- every site kind: seeded, reproducible, caller's RNG untouched, samples distinct ---
