@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 
 
 def test_require_names_the_extra() -> None:

@@ -93,9 +93,9 @@ def find_blocks(model: nn.Module, sites: list[DropoutSite]) -> Blocks | None:
     return found
 
 
-def _no_blocks(where: str, spec: str, model: nn.Module) -> ValueError:
+def _no_blocks(caller: str, spec: str, model: nn.Module) -> ValueError:
     return ValueError(
-        f"{where}: expected a model with repeated blocks for sites={spec!r} (an "
+        f"{caller}: expected a model with repeated blocks for sites={spec!r} (an "
         "nn.ModuleList, nn.Sequential or parent with at least 2 children of one class "
         f"that hold dropout sites), but got {type(model).__name__} with none. Select "
         "sites by path (sites='layers.3.*'), or pass features= and head= to mc_predict "
@@ -107,7 +107,7 @@ def select_depth(
     model: nn.Module,
     found: list[DropoutSite],
     spec: str,
-    where: str,
+    caller: str,
     is_head: Callable[[DropoutSite], bool],
 ) -> list[DropoutSite]:
     """Resolve a ``"last:k"`` / ``"blocks:i-j"`` selector to sites (module order).
@@ -122,19 +122,19 @@ def select_depth(
     match = _SPEC.match(spec)
     if match is None:
         raise ValueError(
-            f"{where}: expected sites='last:k' or 'blocks:i-j' with integers k >= 0 and "
+            f"{caller}: expected sites='last:k' or 'blocks:i-j' with integers k >= 0 and "
             f"0 <= i <= j, but got {spec!r}. Pass e.g. sites='last:2' or "
             "sites='blocks:0-3'."
         )
     blocks = find_blocks(model, found)
     if blocks is None:
-        raise _no_blocks(where, spec, model)
+        raise _no_blocks(caller, spec, model)
     n = len(blocks.modules)
     if match.group(1) is not None:
         k = int(match.group(1))
         if k > n:
             raise ValueError(
-                f"{where}: expected k <= {n} (the blocks under {blocks.path or 'the root'!r}) "
+                f"{caller}: expected k <= {n} (the blocks under {blocks.path or 'the root'!r}) "
                 f"in sites='last:k', but got {spec!r}. Pass sites='last:{n}' for every block."
             )
         lo, hi = n - k, n - 1
@@ -142,7 +142,7 @@ def select_depth(
         lo, hi = int(match.group(2)), int(match.group(3))
         if lo > hi or hi >= n:
             raise ValueError(
-                f"{where}: expected 0 <= i <= j < {n} (the blocks under "
+                f"{caller}: expected 0 <= i <= j < {n} (the blocks under "
                 f"{blocks.path or 'the root'!r}) in sites='blocks:i-j', but got {spec!r}. "
                 f"Pass e.g. sites='blocks:0-{n - 1}'."
             )

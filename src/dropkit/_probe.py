@@ -21,6 +21,8 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
+from dropkit._call import call_model
+
 _DROPOUT_FUNCS: dict[Any, str] = {
     F.dropout: "element",
     F.dropout1d: "spatial",
@@ -61,15 +63,6 @@ def calls_dropout_functionally(model: nn.Module) -> bool:
     return any(class_info(type(m)).calls_dropout for m in model.modules())
 
 
-def _call(model: nn.Module, inputs: Any) -> None:
-    if isinstance(inputs, Mapping):
-        model(**inputs)
-    elif isinstance(inputs, (tuple, list)):
-        model(*inputs)
-    else:
-        model(inputs)
-
-
 def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tuple]:
     """Run one forward and return raw functional sites not explained by ``known``.
 
@@ -105,7 +98,7 @@ def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tu
     try:
         with held(flags), torch.no_grad(), recorder:
             try:
-                _call(model, inputs)
+                call_model(model, inputs)
             except Exception as exc:
                 raise _probing_error(exc, inputs) from exc
     finally:

@@ -15,15 +15,15 @@ import torch
 from torch import nn
 
 
-def _fail(exc: type[Exception], where: str, what: str, value: Any, fix: str) -> Exception:
-    return exc(f"{where}: expected {what}, but got {value!r}. {fix}")
+def _fail(exc: type[Exception], caller: str, what: str, value: Any, fix: str) -> Exception:
+    return exc(f"{caller}: expected {what}, but got {value!r}. {fix}")
 
 
-def check_p(where: str, p: Any, *, allow_one: bool = False, name: str = "p") -> float:
+def check_p(caller: str, p: Any, *, allow_one: bool = False, name: str = "p") -> float:
     """Validate a drop probability and return it as a float.
 
     Args:
-        where: Name of the layer or function, used in the message.
+        caller: Name of the layer or function, used in the message.
         p: The candidate probability.
         allow_one: Whether ``p == 1`` (drop everything) is allowed.
         name: Argument name used in the message.
@@ -41,14 +41,14 @@ def check_p(where: str, p: Any, *, allow_one: bool = False, name: str = "p") -> 
             if isinstance(p, torch.Tensor)
             else "Pass a float such as 0.1."
         )
-        raise _fail(TypeError, where, f"{name} to be a float", p, fix)
+        raise _fail(TypeError, caller, f"{name} to be a float", p, fix)
     value = float(p)
     upper = "1]" if allow_one else "1)"
     ok = 0.0 <= value <= 1.0 if allow_one else 0.0 <= value < 1.0
     if math.isnan(value) or not ok:
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"{name} in [0, {upper}",
             p,
             "Use a probability such as 0.1.",
@@ -56,12 +56,12 @@ def check_p(where: str, p: Any, *, allow_one: bool = False, name: str = "p") -> 
     return value
 
 
-def check_module(where: str, model: Any, name: str = "model") -> nn.Module:
+def check_module(caller: str, model: Any, name: str = "model") -> nn.Module:
     """Raise TypeError unless ``model`` is an ``nn.Module``."""
     if not isinstance(model, nn.Module):
         raise _fail(
             TypeError,
-            where,
+            caller,
             f"{name} to be a torch.nn.Module",
             type(model).__name__,
             "Pass the model itself, not its output or state_dict.",
@@ -69,37 +69,37 @@ def check_module(where: str, model: Any, name: str = "model") -> nn.Module:
     return model
 
 
-def check_int(where: str, value: Any, name: str, *, minimum: int = 1) -> int:
+def check_int(caller: str, value: Any, name: str, *, minimum: int = 1) -> int:
     """Validate an integer argument with a lower bound."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise _fail(TypeError, where, f"{name} to be an int", value, f"Pass an int >= {minimum}.")
+        raise _fail(TypeError, caller, f"{name} to be an int", value, f"Pass an int >= {minimum}.")
     if value < minimum:
-        raise _fail(ValueError, where, f"{name} >= {minimum}", value, f"Pass an int >= {minimum}.")
+        raise _fail(ValueError, caller, f"{name} >= {minimum}", value, f"Pass an int >= {minimum}.")
     return int(value)
 
 
-def check_rank(where: str, x: torch.Tensor, ranks: Iterable[int], layout: str) -> None:
+def check_rank(caller: str, x: torch.Tensor, ranks: Iterable[int], layout: str) -> None:
     """Raise ValueError unless ``x.dim()`` is one of ``ranks``."""
     allowed = tuple(ranks)
     if x.dim() not in allowed:
         names = " or ".join(f"{r}-D" for r in allowed)
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"a {names} input {layout}",
             tuple(x.shape),
             "Reshape the input or pick the variant for this rank.",
         )
 
 
-def check_choice(where: str, value: Any, name: str, choices: Iterable[str]) -> str:
+def check_choice(caller: str, value: Any, name: str, choices: Iterable[str]) -> str:
     """Validate a string option against known names (enums pass their value)."""
     known = sorted(choices)
     raw = getattr(value, "value", value)
     if not isinstance(raw, str) or raw not in known:
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"{name} to be one of {known}",
             value,
             f"Pick one of {', '.join(known)}.",
@@ -107,12 +107,12 @@ def check_choice(where: str, value: Any, name: str, choices: Iterable[str]) -> s
     return raw
 
 
-def check_generator(where: str, generator: Any) -> torch.Generator | None:
+def check_generator(caller: str, generator: Any) -> torch.Generator | None:
     """Validate an optional ``torch.Generator``."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise _fail(
             TypeError,
-            where,
+            caller,
             "generator to be a torch.Generator or None",
             type(generator).__name__,
             "Create one with torch.Generator().manual_seed(0).",
@@ -120,13 +120,13 @@ def check_generator(where: str, generator: Any) -> torch.Generator | None:
     return generator
 
 
-def check_bool(where: str, value: Any, name: str, *, optional: bool = False) -> bool:
+def check_bool(caller: str, value: Any, name: str, *, optional: bool = False) -> bool:
     """Validate a boolean option: only ``True`` / ``False`` (and numpy bools).
 
     Truthy stand-ins are refused, since ``inplace="no"`` would otherwise mean on.
 
     Args:
-        where: Name of the layer or function, used in the message.
+        caller: Name of the layer or function, used in the message.
         value: The candidate.
         name: Argument name used in the message.
         optional: Whether ``None`` is allowed (returned as ``False``; callers that
@@ -146,11 +146,11 @@ def check_bool(where: str, value: Any, name: str, *, optional: bool = False) -> 
         return False
     what = "None, True or False" if optional else "True or False"
     raise _fail(
-        TypeError, where, f"{name} to be {what}", value, f"Pass {name}=True or {name}=False."
+        TypeError, caller, f"{name} to be {what}", value, f"Pass {name}=True or {name}=False."
     )
 
 
-def check_names(where: str, value: Any, name: str) -> list[str]:
+def check_names(caller: str, value: Any, name: str) -> list[str]:
     """Validate one name or a list of names; a single string is one name, not its characters.
 
     Raises:
@@ -166,14 +166,14 @@ def check_names(where: str, value: Any, name: str) -> list[str]:
         value = bad[0]
     raise _fail(
         TypeError,
-        where,
+        caller,
         f"{name} to be a name or a list of names",
         value,
         f"Pass {name}=['name', ...] (a single string is one name).",
     )
 
 
-def check_callable(where: str, fn: Any, name: str, nargs: int, example: str) -> None:
+def check_callable(caller: str, fn: Any, name: str, nargs: int, example: str) -> None:
     """Raise TypeError unless ``fn`` can be called with ``nargs`` positional arguments.
 
     Callables whose signature cannot be read (some builtins) pass unchecked.
@@ -189,14 +189,14 @@ def check_callable(where: str, fn: Any, name: str, nargs: int, example: str) -> 
     except TypeError:
         raise _fail(
             TypeError,
-            where,
+            caller,
             f"{name} to take {nargs} positional argument{'s' if nargs != 1 else ''}",
             f"{getattr(fn, '__name__', type(fn).__name__)}{sig}",
             f"Pass e.g. {example}.",
         ) from None
 
 
-def check_flags(where: str, **flags: Any) -> None:
+def check_flags(caller: str, **flags: Any) -> None:
     """Apply :func:`check_bool` to each keyword (``check_flags(w, training=t, inplace=i)``)."""
     for name, value in flags.items():
-        check_bool(where, value, name)
+        check_bool(caller, value, name)

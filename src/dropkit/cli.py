@@ -160,7 +160,7 @@ def plain_text(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(".. "))
 
 
-def writable_folder(where: str, folder: str | os.PathLike[str]) -> Path:
+def writable_folder(caller: str, folder: str | os.PathLike[str]) -> Path:
     """Create ``folder`` if needed and prove it is writable, or raise CLIError."""
     path = Path(folder).expanduser()
     try:
@@ -170,7 +170,7 @@ def writable_folder(where: str, folder: str | os.PathLike[str]) -> Path:
         os.unlink(probe)
     except OSError as exc:
         raise CLIError(
-            f"{where}: expected a writable output folder, but got {str(folder)!r} "
+            f"{caller}: expected a writable output folder, but got {str(folder)!r} "
             f"({exc.strerror or exc}). Pass another --out or fix the folder's permissions."
         ) from exc
     return path
@@ -188,11 +188,11 @@ P_HELP = (
 )
 
 
-def parse_rates(where: str, pairs: list[str]) -> float | dict[str, float] | None:
+def parse_rates(caller: str, pairs: list[str]) -> float | dict[str, float] | None:
     """Parse repeated ``--p KIND=P`` / ``--p P`` flags into a ``set_dropout`` rate.
 
     Args:
-        where: Command name for error messages.
+        caller: Command name for error messages.
         pairs: The flag values, in order.
 
     Returns:
@@ -217,7 +217,7 @@ def parse_rates(where: str, pairs: list[str]) -> float | dict[str, float] | None
         kind = kind.strip()
         if sep and kind not in KINDS:
             raise CLIError(
-                f"{where}: expected --p KIND=P with KIND one of {', '.join(KINDS)}, but got "
+                f"{caller}: expected --p KIND=P with KIND one of {', '.join(KINDS)}, but got "
                 f"{pair!r}. List the model's kinds with dropkit audit MODEL."
             )
         try:
@@ -226,7 +226,7 @@ def parse_rates(where: str, pairs: list[str]) -> float | dict[str, float] | None
             p = float("nan")
         if not 0.0 <= p < 1.0:
             raise CLIError(
-                f"{where}: expected --p {kind + '=' if sep else ''}P with P in [0, 1), but got "
+                f"{caller}: expected --p {kind + '=' if sep else ''}P with P in [0, 1), but got "
                 f"{pair!r}. Write e.g. --p element=0.1."
             )
         if sep:
@@ -235,13 +235,13 @@ def parse_rates(where: str, pairs: list[str]) -> float | dict[str, float] | None
             bare = p
     if bare is not None and rates:
         raise CLIError(
-            f"{where}: expected either --p P (every site) or --p KIND=P flags, but got both "
+            f"{caller}: expected either --p P (every site) or --p KIND=P flags, but got both "
             f"({', '.join(pairs)}). Use one form."
         )
     return bare if bare is not None else rates
 
 
-def apply_rates(where: str, model: Any, rates: float | dict[str, float] | None) -> None:
+def apply_rates(caller: str, model: Any, rates: float | dict[str, float] | None) -> None:
     """Set ``rates`` on ``model`` with :func:`dropkit.set_dropout`; notes go to stderr."""
     import warnings
 
@@ -254,7 +254,7 @@ def apply_rates(where: str, model: Any, rates: float | dict[str, float] | None) 
         try:
             changes = set_dropout(model, rates)
         except (TypeError, ValueError) as exc:
-            raise CLIError(f"{where}: --p: {exc}") from None
+            raise CLIError(f"{caller}: --p: {exc}") from None
     for w in caught:
         print(f"dropkit: note: {' '.join(str(w.message).split())}", file=sys.stderr)
     live = [c for c in changes if c.control != "config"]
@@ -341,7 +341,7 @@ def _audit(argv: list[str]) -> int:
     from dropkit.report.audit import audit_model, print_audit
     from dropkit.report.loading import load_model
 
-    loaded = load_model(args.model, where="dropkit audit")
+    loaded = load_model(args.model, caller="dropkit audit")
     apply_rates("dropkit audit", loaded.model, rates)
     audit = audit_model(loaded.model, args.model)
     if args.json:
@@ -401,7 +401,7 @@ def _predict(argv: list[str]) -> int:
     inputs = read_inputs(args.input)
     for note in inputs.notes:
         print(f"dropkit: note: {note}", file=sys.stderr)
-    loaded = load_model(args.model, where="dropkit predict", classifier=True)
+    loaded = load_model(args.model, caller="dropkit predict", classifier=True)
     for note in loaded.notes:
         print(f"dropkit: note: {note}", file=sys.stderr)
     apply_rates("dropkit predict", loaded.model, rates)

@@ -39,7 +39,7 @@ _ADD_DROPOUT = "Add dropout with dropkit.set_dropout(model, 0.1)."
 SiteSpec = str | re.Pattern[str] | DropoutSite | Callable[[DropoutSite], bool]
 
 
-def select_sites(model: nn.Module, sites: Any, where: str = "mc_mode") -> list[DropoutSite]:
+def select_sites(model: nn.Module, sites: Any, caller: str = "mc_mode") -> list[DropoutSite]:
     """Resolve a ``sites`` argument (see :func:`mc_mode`) to a list of sites."""
     found = _static_sites(model)
     if sites is None:
@@ -47,7 +47,7 @@ def select_sites(model: nn.Module, sites: Any, where: str = "mc_mode") -> list[D
     single = isinstance(sites, (str, re.Pattern, DropoutSite)) or callable(sites)
     if not single and (not isinstance(sites, Iterable) or isinstance(sites, (bytes, Mapping))):
         raise TypeError(
-            f"{where}: expected sites to be None, 'head', a kind, a path pattern, a "
+            f"{caller}: expected sites to be None, 'head', a kind, a path pattern, a "
             f"predicate, DropoutSite objects or a list of those, but got {sites!r}. "
             f"Pass e.g. sites='head' or sites=['attention', 'classifier.*']; known kinds: "
             f"{', '.join(KINDS)}."
@@ -62,21 +62,21 @@ def select_sites(model: nn.Module, sites: Any, where: str = "mc_mode") -> list[D
         elif isinstance(spec, str) and spec.startswith(("last:", "blocks:")):
             from dropkit._blocks import select_depth
 
-            picked = select_depth(model, found, spec, where, lambda s: _is_head(model, s))
+            picked = select_depth(model, found, spec, caller, lambda s: _is_head(model, s))
         elif isinstance(spec, str) and spec in KINDS:
             picked = [s for s in found if s.kind == spec]
         elif isinstance(spec, (str, re.Pattern)) or callable(spec):
-            check_where(where, spec, "sites")
+            check_where(caller, spec, "sites")
             picked = [s for s in found if match_where(spec, s)]
         else:
             raise TypeError(
-                f"{where}: expected sites to be None, 'head', a kind, a path pattern, a "
+                f"{caller}: expected sites to be None, 'head', a kind, a path pattern, a "
                 f"predicate or DropoutSite objects, but got {spec!r}. "
                 f"Known kinds: {', '.join(KINDS)}."
             )
         if not picked:
             raise ValueError(
-                f"{where}: expected sites entry {spec!r} to select at least one of the "
+                f"{caller}: expected sites entry {spec!r} to select at least one of the "
                 f"model's {len(found)} dropout sites, but it selects none. Known kinds: "
                 f"{', '.join(KINDS)}; list the sites with dropkit.find_dropout(model)."
             )

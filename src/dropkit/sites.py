@@ -249,13 +249,13 @@ def _block_key(path: str) -> str | None:
     return None if last is None else ".".join(parts[: last + 1])
 
 
-def check_kinds(where: str, kinds: Any) -> frozenset[str] | None:
+def check_kinds(caller: str, kinds: Any) -> frozenset[str] | None:
     """Validate a kind or an iterable of kinds against :data:`KINDS`."""
     if kinds is None:
         return None
     if not isinstance(kinds, str) and not isinstance(kinds, Iterable):
         raise TypeError(
-            f"{where}: expected kinds to be None, a site kind or a list of kinds, but got "
+            f"{caller}: expected kinds to be None, a site kind or a list of kinds, but got "
             f"{kinds!r}. Pass e.g. kinds='attention' or kinds=['element', 'attention']; "
             f"known kinds: {', '.join(KINDS)}."
         )
@@ -263,7 +263,8 @@ def check_kinds(where: str, kinds: Any) -> frozenset[str] | None:
     for kind in items:
         if not isinstance(kind, str) or kind not in KINDS:
             raise ValueError(
-                f"{where}: expected a site kind, but got {kind!r}. Known kinds: {', '.join(KINDS)}."
+                f"{caller}: expected a site kind, but got {kind!r}. "
+                f"Known kinds: {', '.join(KINDS)}."
             )
     return frozenset(items)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dropkit.sweep._io import read_torch, write_torch
+from dropkit._io import read_torch, write_torch
 from dropkit.sweep.batched import BatchedMLP
 from dropkit.sweep.reference import train_one
 from dropkit.sweep.streams import ModelStream, effective_p, keep_scale, keep_threshold

@@ -42,7 +42,7 @@ def entropy(probs: torch.Tensor) -> torch.Tensor:
     return -torch.special.xlogy(probs, probs).sum(-1)
 
 
-def as_samples(where: str, x: Any) -> torch.Tensor:
+def as_samples(caller: str, x: Any) -> torch.Tensor:
     """Return validated float64 class-probability samples ``(S, N, C)``.
 
     Accepts an ``MCResult`` that kept its samples, or a tensor ``(S, N, C)``.
@@ -50,28 +50,28 @@ def as_samples(where: str, x: Any) -> torch.Tensor:
     if isinstance(x, MCResult):
         if x.samples is None:
             raise ValueError(
-                f"{where}: expected an MCResult with samples, but got one with samples=None. "
+                f"{caller}: expected an MCResult with samples, but got one with samples=None. "
                 "Call mc_predict(..., keep_samples=True)."
             )
         x = x.samples
-    s = as_tensor(where, x, "samples")
+    s = as_tensor(caller, x, "samples")
     if s.dim() != 3 or 0 in s.shape:
         raise ValueError(
-            f"{where}: expected samples of shape (S, N, C), but got {tuple(s.shape)}. "
+            f"{caller}: expected samples of shape (S, N, C), but got {tuple(s.shape)}. "
             "Stack per-sample probabilities on dim 0."
         )
-    check_finite(where, s, "samples")
-    as_probs(where, s.reshape(-1, s.shape[-1]), "samples")  # each sample row a distribution
+    check_finite(caller, s, "samples")
+    as_probs(caller, s.reshape(-1, s.shape[-1]), "samples")  # each sample row a distribution
     return s
 
 
-def _result_or_samples(where: str, x: Any, field: str) -> torch.Tensor:
+def _result_or_samples(caller: str, x: Any, field: str) -> torch.Tensor:
     """Use the MCResult's summary ``field`` when it has no samples, else recompute."""
     if isinstance(x, MCResult) and x.samples is None:
         value = getattr(x, field)
         if value is None:
             raise ValueError(
-                f"{where}: expected an MCResult with {field} or samples, but got neither. "
+                f"{caller}: expected an MCResult with {field} or samples, but got neither. "
                 "Use a classification result from mc_predict."
             )
         return value.double()

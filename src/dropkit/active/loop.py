@@ -229,7 +229,7 @@ def _acquire(
     joint = acquire == "batch_bald"
     bar = None
     if progress:
-        from dropkit.integrations._extras import require
+        from dropkit._optional import require
 
         bar = require("tqdm", "report", WHERE).tqdm(total=unlabelled.numel(), desc="scoring pool")
     scores, kept = [], []

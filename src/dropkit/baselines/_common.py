@@ -28,33 +28,33 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-def check_inputs(where: str, inputs: Any) -> torch.Tensor:
+def check_inputs(caller: str, inputs: Any) -> torch.Tensor:
     """Raise TypeError unless ``inputs`` is a non-empty tensor with a batch dim."""
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(
-            f"{where}: expected inputs to be a torch.Tensor (N, ...), but got "
+            f"{caller}: expected inputs to be a torch.Tensor (N, ...), but got "
             f"{type(inputs).__name__!r}. Stack the inputs into one tensor."
         )
     if inputs.dim() == 0 or inputs.shape[0] == 0:
         raise ValueError(
-            f"{where}: expected inputs of shape (N, ...) with N >= 1, but got "
+            f"{caller}: expected inputs of shape (N, ...) with N >= 1, but got "
             f"{tuple(inputs.shape)}. Pass a non-empty batch."
         )
     return inputs
 
 
-def check_batch_size(where: str, batch_size: Any) -> int | None:
+def check_batch_size(caller: str, batch_size: Any) -> int | None:
     """Validate an optional batch size."""
-    return None if batch_size is None else check_int(where, batch_size, "batch_size")
+    return None if batch_size is None else check_int(caller, batch_size, "batch_size")
 
 
 def batched_logits(
-    where: str, model: nn.Module, inputs: torch.Tensor, batch_size: int | None
+    caller: str, model: nn.Module, inputs: torch.Tensor, batch_size: int | None
 ) -> torch.Tensor:
     """Eval-mode logits ``(N, C)`` of ``model`` over ``inputs`` in chunks, without grad."""
-    check_module(where, model)
-    check_inputs(where, inputs)
-    bs = check_batch_size(where, batch_size) or inputs.shape[0]
+    check_module(caller, model)
+    check_inputs(caller, inputs)
+    bs = check_batch_size(caller, batch_size) or inputs.shape[0]
     outs = []
     with eval_mode(model), torch.no_grad():
         for start in range(0, inputs.shape[0], bs):
@@ -62,7 +62,7 @@ def batched_logits(
     logits = torch.cat(outs)
     if logits.dim() != 2:
         raise ValueError(
-            f"{where}: expected the model to return logits (N, C), but got shape "
+            f"{caller}: expected the model to return logits (N, C), but got shape "
             f"{tuple(logits.shape)}. Wrap the model so it returns class logits."
         )
     return logits

@@ -119,7 +119,7 @@ class HMCDiagnostics:
 
     def check(
         self,
-        where: str,
+        caller: str,
         what: str,
         rhat: dict[str, float],
         ess_: dict[str, float],
@@ -134,14 +134,14 @@ class HMCDiagnostics:
         worst_rhat = rhat.get("max", float("nan"))
         if self.chains * self.samples >= 4 and not worst_rhat <= RHAT_MAX:
             messages.append(
-                f"{where}: expected split R-hat <= {RHAT_MAX} on the {what}, but got "
+                f"{caller}: expected split R-hat <= {RHAT_MAX} on the {what}, but got "
                 f"{worst_rhat:.3g}. The chains disagree. {fixes}"
             )
         low = ESS_MIN_PER_CHAIN * self.chains
         worst_ess = ess_.get("min", float("nan"))
         if not math.isnan(worst_ess) and worst_ess < low:
             messages.append(
-                f"{where}: expected an effective sample size >= {low:.0f} on the {what}, but "
+                f"{caller}: expected an effective sample size >= {low:.0f} on the {what}, but "
                 f"got {worst_ess:.1f}. Monte Carlo error is large. {fixes}"
             )
         for msg in messages:

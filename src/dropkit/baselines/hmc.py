@@ -39,11 +39,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from dropkit._optional import require
 from dropkit._validation import check_choice, check_int, check_module
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
 from dropkit.baselines._cost import PeakTensorMemory
 from dropkit.baselines._hmc_diagnostics import HMCDiagnostics, summarize_draws
-from dropkit.integrations._extras import require
 from dropkit.uncertainty.result import MCResult
 
 LIKELIHOODS = ("regression", "classification")
@@ -52,11 +52,11 @@ NOISE_PRIOR = (1.0, 0.1)
 """Shape and rate of the Gamma prior on the noise precision when it is sampled."""
 
 
-def _positive(where: str, value: Any, name: str, fix: str) -> float:
+def _positive(caller: str, value: Any, name: str, fix: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{where}: expected {name} to be a float, but got {value!r}. {fix}")
+        raise TypeError(f"{caller}: expected {name} to be a float, but got {value!r}. {fix}")
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{where}: expected {name} > 0, but got {value!r}. {fix}")
+        raise ValueError(f"{caller}: expected {name} > 0, but got {value!r}. {fix}")
     return float(value)
 
 
@@ -195,41 +195,41 @@ class HMC:
         return functional_call(self.model, self._unflatten(theta), (x,))
 
     # ------------------------------------------------------------------ fit
-    def _targets(self, where: str, x: torch.Tensor, y: Any, out: torch.Tensor) -> torch.Tensor:
+    def _targets(self, caller: str, x: torch.Tensor, y: Any, out: torch.Tensor) -> torch.Tensor:
         if not isinstance(y, torch.Tensor):
             raise TypeError(
-                f"{where}: expected y to be a torch.Tensor, but got {type(y).__name__!r}. "
+                f"{caller}: expected y to be a torch.Tensor, but got {type(y).__name__!r}. "
                 "Pass targets as a tensor."
             )
         n = x.shape[0]
         if self.likelihood == "classification":
             if out.dim() != 2:
                 raise ValueError(
-                    f"{where}: expected the model to return logits (N, C), but got shape "
+                    f"{caller}: expected the model to return logits (N, C), but got shape "
                     f"{tuple(out.shape)}. Wrap the model so it returns class logits."
                 )
             if y.dtype.is_floating_point or y.dtype == torch.bool or tuple(y.shape) != (n,):
                 raise ValueError(
-                    f"{where}: expected integer class labels of shape ({n},), but got "
+                    f"{caller}: expected integer class labels of shape ({n},), but got "
                     f"{y.dtype} of shape {tuple(y.shape)}. Pass y.long() with one label per row."
                 )
             c = out.shape[1]
             if n and (int(y.min()) < 0 or int(y.max()) >= c):
                 bad = int(y[(y < 0) | (y >= c)][0])
                 raise ValueError(
-                    f"{where}: expected class labels in [0, {c - 1}] (the model returns {c} "
+                    f"{caller}: expected class labels in [0, {c - 1}] (the model returns {c} "
                     f"logits), but got {bad!r}. Check the labels or the model's output size."
                 )
             return y.long()
         if y.shape != out.shape and not (y.numel() == out.numel() and y.shape[:1] == out.shape[:1]):
             raise ValueError(
-                f"{where}: expected y of shape {tuple(out.shape)} (the model's output), but got "
+                f"{caller}: expected y of shape {tuple(out.shape)} (the model's output), but got "
                 f"{tuple(y.shape)}. Pass one target per output, e.g. y.reshape(N, -1)."
             )
         y = y.double().reshape(out.shape)
         if not bool(torch.isfinite(y).all()):
             raise ValueError(
-                f"{where}: expected finite y, but got {int((~torch.isfinite(y)).sum())} "
+                f"{caller}: expected finite y, but got {int((~torch.isfinite(y)).sum())} "
                 "non-finite values. Drop or impute those rows."
             )
         return y
@@ -313,7 +313,7 @@ class HMC:
         return dict(self.estimate)
 
     def _check_budget(
-        self, where: str, potential: Any, theta: torch.Tensor, refuse: bool = True
+        self, caller: str, potential: Any, theta: torch.Tensor, refuse: bool = True
     ) -> None:
         from pyro.ops.integrator import potential_grad
 
@@ -338,7 +338,7 @@ class HMC:
         }
         if refuse and (worst > self.max_seconds or memory > self.max_memory_mb):
             raise ValueError(
-                f"{where}: expected a model small enough for full-batch HMC (worst case "
+                f"{caller}: expected a model small enough for full-batch HMC (worst case "
                 f"<= {self.max_seconds:.0f} s and <= {self.max_memory_mb:.0f} MiB), but got "
                 f"{theta.numel()} parameters on {self._n} rows: one gradient takes "
                 f"{t_grad * 1e3:.2f} ms, so {iters} iterations x {2**self.max_tree_depth - 1} "
@@ -387,18 +387,18 @@ class HMC:
             torch.set_num_threads(threads)
         return self
 
-    def _sample(self, where: str, pyro_mcmc: Any, x: torch.Tensor, y: Any) -> None:
+    def _sample(self, caller: str, pyro_mcmc: Any, x: torch.Tensor, y: Any) -> None:
         with eval_mode(self.model):
             first = self._flatten(self.model)
             with torch.no_grad():
                 out = self._forward(first, x)
-            y_ = self._targets(where, x, y, out)
+            y_ = self._targets(caller, x, y, out)
             counter = [0]
             potential = self._potential(x, y_, counter)
             draws, steps, divergences = [], [], []
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                self._check_budget(where, potential, self._start(0, x, y_))
+                self._check_budget(caller, potential, self._start(0, x, y_))
                 counter[0] = 0
                 start = time.perf_counter()
                 for k in range(self.chains):
@@ -434,7 +434,7 @@ class HMC:
             wall_time_s=wall,
         )
         self.fit_time_s = wall
-        self.diagnostics.check(where, "parameters", rhat, ess, stacklevel=4)  # via fit
+        self.diagnostics.check(caller, "parameters", rhat, ess, stacklevel=4)  # via fit
 
     # -------------------------------------------------------------- predict
     @property

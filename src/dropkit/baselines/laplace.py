@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from dropkit._optional import require
 from dropkit._validation import check_choice, check_int, check_module
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
-from dropkit.integrations._extras import require
 from dropkit.metrics._checks import as_labels
 from dropkit.uncertainty.result import MCResult, _entropy
 
@@ -221,8 +221,8 @@ class LastLayerLaplace:
         return result
 
 
-def _labels(where: str, labels: Any, inputs: torch.Tensor) -> torch.Tensor:
+def _labels(caller: str, labels: Any, inputs: torch.Tensor) -> torch.Tensor:
     if not isinstance(labels, torch.Tensor):
         labels = torch.as_tensor(labels)
     n_classes = int(labels.max()) + 1 if labels.numel() and not labels.is_floating_point() else 1
-    return as_labels(where, labels, inputs.shape[0], max(n_classes, 1))
+    return as_labels(caller, labels, inputs.shape[0], max(n_classes, 1))

@@ -26,14 +26,14 @@ from dropkit.metrics._checks import as_labels, as_probs, as_tensor, check_finite
 _TINY = torch.finfo(torch.float64).tiny
 
 
-def _as_logits(where: str, logits: Any) -> torch.Tensor:
-    z = as_tensor(where, logits, "logits")
+def _as_logits(caller: str, logits: Any) -> torch.Tensor:
+    z = as_tensor(caller, logits, "logits")
     if z.dim() != 2 or z.shape[0] == 0:
         raise ValueError(
-            f"{where}: expected logits of shape (N, C) with N >= 1, but got "
+            f"{caller}: expected logits of shape (N, C) with N >= 1, but got "
             f"{tuple(z.shape)}. Average MC samples with fit_probs instead."
         )
-    check_finite(where, z, "logits")
+    check_finite(caller, z, "logits")
     return z
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from dropkit.report._atomic import atomic_write_text
+from dropkit._io import atomic_write_text
 
 T = TypeVar("T")
 

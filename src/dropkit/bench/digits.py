@@ -38,10 +38,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from dropkit._optional import require
 from dropkit.active import run_active_learning
 from dropkit.baselines import DeepEnsemble, compare_uncertainty
 from dropkit.bench._record import progress, write_record
-from dropkit.integrations._extras import require
 
 FULL: dict[str, Any] = {
     "seeds": 5,

@@ -180,7 +180,7 @@ def _minilm_config(quick: bool) -> tuple[Any, str]:
 
 def _time_model(quick: bool, repeats: int) -> dict[str, Any]:
     """Training steps per second of a MiniLM-L6-shaped BERT, stock vs fast_dropout."""
-    from dropkit.integrations._extras import require
+    from dropkit._optional import require
     from dropkit.swap import fast_dropout
 
     transformers = require("transformers", "hf", "dropkit bench kernels")

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from dropkit._call import call_model
 from dropkit.modes import mc_mode
 from dropkit.uncertainty import MCResult, mc_predict
-from dropkit.uncertainty.split import call_model
 
 Row = dict[str, Any]
 
@@ -98,7 +98,7 @@ def _table_row(case: str, samples: int, times: dict[str, float], extras: dict) -
 
 def bench_minilm(quick: bool, repeats: int) -> Row:
     """MiniLM-L6 real weights, new 2-class head, MC on the head only."""
-    from dropkit.integrations._extras import require
+    from dropkit._optional import require
     from dropkit.integrations.hf import minilm_path
 
     transformers = require("transformers", "hf", "bench mc")
@@ -147,7 +147,7 @@ def bench_mlp(quick: bool, repeats: int) -> Row:
 
 def bench_digits(quick: bool, repeats: int) -> Row:
     """Adaptive sampling on digits: samples used and agreement with full T."""
-    from dropkit.integrations._extras import require
+    from dropkit._optional import require
 
     datasets = require("sklearn.datasets", "metrics", "bench mc")
     digits = datasets.load_digits()

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dropkit import schedules as S
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 from dropkit.training import DropoutScheduler, steps
 
 METHODS = ("none", "fixed", "cosine", "early", "concrete")

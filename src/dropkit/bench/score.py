@@ -45,7 +45,7 @@ def _mlp() -> nn.Module:
 
 
 def _minilm() -> tuple[nn.Module, Any]:
-    from dropkit.integrations._extras import require
+    from dropkit._optional import require
     from dropkit.integrations.hf import minilm_path
 
     transformers = require("transformers", "hf", "bench score")
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
             for workers in (1, 2):
                 t0 = time.perf_counter()
-                with session(None, workers=workers, where="bench score"):
+                with session(None, workers=workers, caller="bench score"):
                     startup = time.perf_counter() - t0
                     for case in cases:
                         r = results[case]

@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
+from dropkit._io import read_json, write_json
 from dropkit.bench._record import write_record
-from dropkit.sweep._io import read_json, write_json
 from dropkit.sweep.protocol import ProtocolSettings, run_uci, summarize
 from dropkit.sweep.uci import DATASETS, UCIData, load_uci
 
@@ -216,7 +216,7 @@ def run_units_on_ray(
                 todo.append((data, k))
     if not todo:
         return
-    with session(address, workers=workers, where=_WHERE) as ray:
+    with session(address, workers=workers, caller=_WHERE) as ray:
         task = ray.remote(num_cpus=1, max_retries=3)(_unit)
         refs = {}
         shared: dict[str, Any] = {}

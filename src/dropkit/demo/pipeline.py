@@ -54,6 +54,8 @@ from typing import Any
 
 import torch
 
+from dropkit._io import atomic_write_text
+from dropkit._optional import require
 from dropkit.demo.training import (
     IN_CLASSES,
     OOD_CLASSES,
@@ -63,8 +65,6 @@ from dropkit.demo.training import (
     make_mlp,
     train,
 )
-from dropkit.integrations._extras import require
-from dropkit.report._atomic import atomic_write_text
 
 FILES = ("config.json", "metrics.json", "report.html")  # commit order: report last
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 
 IN_CLASSES = (0, 1, 2, 3, 4)
 OOD_CLASSES = (5, 6, 7, 8, 9)

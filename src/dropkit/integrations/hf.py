@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 
 if TYPE_CHECKING:
     from dropkit.sites import DropoutSite

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 from dropkit.uncertainty.masks import ROUTED_ATTENTION
 
 #: The name registered with transformers' AttentionInterface (mc_predict finds
@@ -47,9 +47,9 @@ _ROUTABLE = ("sdpa", NAME)
 _registered = False
 
 
-def _interfaces(where: str) -> tuple[Any, Any, ModuleType, Any]:
+def _interfaces(caller: str) -> tuple[Any, Any, ModuleType, Any]:
     """Return the attention and mask registries of transformers and its sdpa module."""
-    require("transformers", "hf", where)
+    require("transformers", "hf", caller)
     try:
         from transformers import AttentionInterface
         from transformers.integrations import sdpa_attention
@@ -58,7 +58,7 @@ def _interfaces(where: str) -> tuple[Any, Any, ModuleType, Any]:
         import transformers
 
         raise ImportError(
-            f"{where}: expected transformers with AttentionInterface and masking_utils "
+            f"{caller}: expected transformers with AttentionInterface and masking_utils "
             f"(4.53 or newer), but got transformers {transformers.__version__}. "
             "Upgrade with: pip install -U 'transformers>=4.53'"
         ) from exc
@@ -71,11 +71,11 @@ def _sdpa() -> ModuleType:
     return _interfaces("dropkit_sdpa_attention")[2]
 
 
-def _register(where: str) -> None:
+def _register(caller: str) -> None:
     global _registered
     if _registered:
         return
-    attention, masks, _, sdpa_mask = _interfaces(where)
+    attention, masks, _, sdpa_mask = _interfaces(caller)
     attention.register(NAME, dropkit_sdpa_attention)
     masks.register(NAME, sdpa_mask)
     _registered = True
@@ -200,7 +200,7 @@ def explicit_attention(
     return out.transpose(1, 2).contiguous(), None
 
 
-def sdpa_roots(model: nn.Module, where: str) -> list[nn.Module]:
+def sdpa_roots(model: nn.Module, caller: str) -> list[nn.Module]:
     """The outermost HF models inside ``model`` that use (switchable) ``sdpa`` attention.
 
     Raises:
@@ -208,7 +208,7 @@ def sdpa_roots(model: nn.Module, where: str) -> list[nn.Module]:
     """
     from dropkit.integrations.hf import pretrained_roots
 
-    _interfaces(where)
+    _interfaces(caller)
     roots = pretrained_roots(model)
     impls = {
         path or "<model>": getattr(m.config, "_attn_implementation", None) for path, m in roots
@@ -227,7 +227,7 @@ def sdpa_roots(model: nn.Module, where: str) -> list[nn.Module]:
             else f"a {type(model).__name__} with no Hugging Face model inside"
         )
         raise ValueError(
-            f"{where}: expected a Hugging Face model with attn_implementation='sdpa' for "
+            f"{caller}: expected a Hugging Face model with attn_implementation='sdpa' for "
             f"attention=True, but got {got}. Load the model with attn_implementation='sdpa' "
             "(or call model.set_attn_implementation('sdpa')), or leave attention=False."
         )

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 from dropkit.training.monitor import OverfitMonitor, Verdict, check_monitor
 from dropkit.training.scheduler import DropoutScheduler
 from dropkit.training.schedules import as_schedule

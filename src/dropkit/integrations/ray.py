@@ -31,17 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 
 _WHERE = "dropkit.integrations.ray"
 
 
-def _ray(where: str) -> Any:
-    require("pyarrow", "ray", where)
-    return require("ray", "ray", where)
+def _ray(caller: str) -> Any:
+    require("pyarrow", "ray", caller)
+    return require("ray", "ray", caller)
 
 
-def check_address(address: str, where: str, timeout: float = 3.0) -> None:
+def check_address(address: str, caller: str, timeout: float = 3.0) -> None:
     """Raise ValueError unless ``host:port`` of a Ray address accepts a connection.
 
     ``ray.init(address=...)`` retries an unreachable address for minutes; this
@@ -50,7 +50,7 @@ def check_address(address: str, where: str, timeout: float = 3.0) -> None:
 
     Args:
         address: ``host:port``, ``ray://host:port`` or ``"auto"``.
-        where: Caller named in the error.
+        caller: Caller named in the error.
         timeout: Seconds to wait for the TCP connection.
 
     Raises:
@@ -62,7 +62,7 @@ def check_address(address: str, where: str, timeout: float = 3.0) -> None:
     host, sep, port = bare.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ValueError(
-            f"{where}: expected a Ray address HOST:PORT (e.g. 127.0.0.1:6379), but got "
+            f"{caller}: expected a Ray address HOST:PORT (e.g. 127.0.0.1:6379), but got "
             f"{address!r}. Pass the address printed by 'ray start --head'."
         )
     try:
@@ -70,7 +70,7 @@ def check_address(address: str, where: str, timeout: float = 3.0) -> None:
             pass
     except OSError as exc:
         raise ValueError(
-            f"{where}: expected a reachable Ray cluster at --address, but got {address!r} "
+            f"{caller}: expected a reachable Ray cluster at --address, but got {address!r} "
             f"({exc.strerror or exc}). Start one with 'ray start --head --port {port}', "
             "check the address, or drop --address to run a local Ray on this machine."
         ) from None
@@ -83,7 +83,7 @@ def _loopback(address: str) -> bool:
 
 @contextlib.contextmanager
 def session(
-    address: str | None = None, *, workers: int | None = None, where: str = _WHERE
+    address: str | None = None, *, workers: int | None = None, caller: str = _WHERE
 ) -> Iterator[Any]:
     """Start (or join) Ray for the duration of a ``with`` block; yields the module.
 
@@ -92,7 +92,7 @@ def session(
             an embedded local Ray on this machine: ``include_dashboard=False``,
             bound to 127.0.0.1 only, ``num_cpus=workers`` (default 2).
         workers: CPUs of the embedded Ray (ignored when joining a cluster).
-        where: Caller named in errors.
+        caller: Caller named in errors.
 
     Yields:
         The ``ray`` module, initialised.
@@ -105,7 +105,7 @@ def session(
         # Read when ray is imported: keep every address of this machine's Ray on 127.0.0.1
         # (by default Ray swaps 127.0.0.1 for the machine's outward address).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray = _ray(where)
+    ray = _ray(caller)
     if ray.is_initialized():
         yield ray
         return
@@ -119,7 +119,7 @@ def session(
         "configure_logging": True,
     }
     if address is not None:
-        check_address(address, where)
+        check_address(address, caller)
         ray.init(address=address, **kwargs)
     else:
         ray.init(

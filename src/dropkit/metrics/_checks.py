@@ -18,11 +18,11 @@ import torch
 PROB_SUM_ATOL = 1e-3
 
 
-def _fail(exc: type[Exception], where: str, what: str, value: Any, fix: str) -> Exception:
-    return exc(f"{where}: expected {what}, but got {value!r}. {fix}")
+def _fail(exc: type[Exception], caller: str, what: str, value: Any, fix: str) -> Exception:
+    return exc(f"{caller}: expected {what}, but got {value!r}. {fix}")
 
 
-def as_tensor(where: str, x: Any, name: str) -> torch.Tensor:
+def as_tensor(caller: str, x: Any, name: str) -> torch.Tensor:
     """Convert a tensor, NumPy array or nested sequence to a float64 CPU tensor."""
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
@@ -31,38 +31,38 @@ def as_tensor(where: str, x: Any, name: str) -> torch.Tensor:
             t = torch.as_tensor(np.asarray(x))
         except (TypeError, ValueError) as exc:
             raise _fail(
-                TypeError, where, f"{name} to be numeric", type(x).__name__, "Pass a tensor."
+                TypeError, caller, f"{name} to be numeric", type(x).__name__, "Pass a tensor."
             ) from exc
     else:
         raise _fail(
             TypeError,
-            where,
+            caller,
             f"{name} to be a torch.Tensor or numpy array",
             type(x).__name__,
             "Pass a tensor.",
         )
     if t.dtype == torch.bool or t.is_complex():
         raise _fail(
-            TypeError, where, f"{name} to be real numbers", str(t.dtype), "Pass a float tensor."
+            TypeError, caller, f"{name} to be real numbers", str(t.dtype), "Pass a float tensor."
         )
     return t.double()
 
 
-def check_finite(where: str, x: torch.Tensor, name: str) -> None:
+def check_finite(caller: str, x: torch.Tensor, name: str) -> None:
     """Raise ValueError if ``x`` holds NaN or infinity."""
     bad = ~torch.isfinite(x)
     if bool(bad.any()):
         first = x[bad].flatten()[0].item()
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"finite {name}",
             f"{int(bad.sum())} non-finite value(s) such as {first}",
             "Remove or fix the NaN/inf entries before computing the metric.",
         )
 
 
-def as_probs(where: str, probs: Any, name: str = "probs") -> torch.Tensor:
+def as_probs(caller: str, probs: Any, name: str = "probs") -> torch.Tensor:
     """Return validated ``(N, C)`` float64 probabilities.
 
     Accepts ``(N, C)`` probabilities, ``(S, N, C)`` samples (averaged over ``S``),
@@ -74,28 +74,28 @@ def as_probs(where: str, probs: Any, name: str = "probs") -> torch.Tensor:
         if probs.task != "classification":
             raise _fail(
                 ValueError,
-                where,
+                caller,
                 "a classification MCResult",
                 f"task={probs.task!r}",
                 "Use the regression metrics for regression results.",
             )
         probs = mean
-    p = as_tensor(where, probs, name)
+    p = as_tensor(caller, probs, name)
     if p.dim() == 3:
         p = p.mean(0)  # (S, N, C) -> (N, C): average probabilities over samples
     if p.dim() != 2 or p.shape[0] == 0 or p.shape[1] < 1:
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"{name} of shape (N, C) or samples (S, N, C) with N >= 1",
             tuple(p.shape),
             "Stack per-sample probabilities on dim 0.",
         )
-    check_finite(where, p, name)
+    check_finite(caller, p, name)
     if bool((p < 0).any()):
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"non-negative {name}",
             f"minimum {p.min().item():.6g}",
             "Pass probabilities (softmax of logits), not logits.",
@@ -106,7 +106,7 @@ def as_probs(where: str, probs: Any, name: str = "probs") -> torch.Tensor:
         i = int(dev.argmax())
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"rows of {name} summing to 1 (tolerance {PROB_SUM_ATOL:g})",
             f"row {i} summing to {sums[i].item():.6g}",
             "Pass probabilities (softmax of logits), not logits or unnormalised scores.",
@@ -114,7 +114,7 @@ def as_probs(where: str, probs: Any, name: str = "probs") -> torch.Tensor:
     return p
 
 
-def as_labels(where: str, labels: Any, n: int, num_classes: int) -> torch.Tensor:
+def as_labels(caller: str, labels: Any, n: int, num_classes: int) -> torch.Tensor:
     """Return validated int64 labels ``(N,)`` with values in ``[0, num_classes)``."""
     if isinstance(labels, torch.Tensor):
         y = labels.detach().cpu()
@@ -123,7 +123,7 @@ def as_labels(where: str, labels: Any, n: int, num_classes: int) -> torch.Tensor
     if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
         raise _fail(
             TypeError,
-            where,
+            caller,
             "integer class labels",
             str(y.dtype),
             "Pass class indices, e.g. labels.long().",
@@ -131,7 +131,7 @@ def as_labels(where: str, labels: Any, n: int, num_classes: int) -> torch.Tensor
     if y.dim() != 1 or y.shape[0] != n:
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"labels of shape ({n},) matching the probabilities",
             tuple(y.shape),
             "Pass one class index per row of probs.",
@@ -141,7 +141,7 @@ def as_labels(where: str, labels: Any, n: int, num_classes: int) -> torch.Tensor
         bad = y[(y < 0) | (y >= num_classes)][0].item()
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"labels in [0, {num_classes - 1}]",
             bad,
             "Labels index the columns of probs; check the class count.",
@@ -149,25 +149,25 @@ def as_labels(where: str, labels: Any, n: int, num_classes: int) -> torch.Tensor
     return y
 
 
-def as_vector(where: str, x: Any, name: str, n: int | None = None) -> torch.Tensor:
+def as_vector(caller: str, x: Any, name: str, n: int | None = None) -> torch.Tensor:
     """Return a finite float64 vector ``(N,)`` (optionally of length ``n``)."""
-    v = as_tensor(where, x, name)
+    v = as_tensor(caller, x, name)
     if v.dim() != 1 or (n is not None and v.shape[0] != n):
         want = f"({n},)" if n is not None else "(N,)"
         raise _fail(
-            ValueError, where, f"{name} of shape {want}", tuple(v.shape), "Pass a 1-D tensor."
+            ValueError, caller, f"{name} of shape {want}", tuple(v.shape), "Pass a 1-D tensor."
         )
-    check_finite(where, v, name)
+    check_finite(caller, v, name)
     return v
 
 
-def as_binary(where: str, x: Any, name: str, n: int) -> torch.Tensor:
+def as_binary(caller: str, x: Any, name: str, n: int) -> torch.Tensor:
     """Return a boolean vector ``(n,)`` from booleans or 0/1 integers."""
     t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     if t.dim() != 1 or t.shape[0] != n:
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"{name} of shape ({n},) matching the scores",
             tuple(t.shape),
             "Pass one flag per score.",
@@ -176,7 +176,7 @@ def as_binary(where: str, x: Any, name: str, n: int) -> torch.Tensor:
         if t.dtype.is_floating_point or t.is_complex() or bool(((t != 0) & (t != 1)).any()):
             raise _fail(
                 ValueError,
-                where,
+                caller,
                 f"{name} to be booleans or 0/1 integers",
                 str(t.dtype) if t.dtype.is_floating_point else sorted(set(t.tolist()))[:5],
                 "Pass a bool tensor such as labels >= 5.",
@@ -185,20 +185,20 @@ def as_binary(where: str, x: Any, name: str, n: int) -> torch.Tensor:
     return t
 
 
-def check_same_shape(where: str, a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:
+def check_same_shape(caller: str, a: torch.Tensor, b: torch.Tensor, na: str, nb: str) -> None:
     """Raise ValueError unless two tensors have the same shape."""
     if a.shape != b.shape:
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"{nb} with the shape of {na} {tuple(a.shape)}",
             tuple(b.shape),
             "Pass one value per prediction.",
         )
 
 
-def check_bins(where: str, n_bins: Any) -> int:
+def check_bins(caller: str, n_bins: Any) -> int:
     """Validate a bin count (int >= 1)."""
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
-        raise _fail(ValueError, where, "n_bins to be an int >= 1", n_bins, "Pass e.g. n_bins=15.")
+        raise _fail(ValueError, caller, "n_bins to be an int >= 1", n_bins, "Pass e.g. n_bins=15.")
     return int(n_bins)

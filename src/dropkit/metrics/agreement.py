@@ -33,10 +33,10 @@ import torch
 from dropkit.metrics._checks import as_probs, as_tensor, check_finite, check_same_shape
 
 
-def _probs_pair(where: str, probs: Any, reference: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    p = as_probs(where, probs, "probs")
-    q = as_probs(where, reference, "reference")
-    check_same_shape(where, p, q, "probs", "reference")
+def _probs_pair(caller: str, probs: Any, reference: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    p = as_probs(caller, probs, "probs")
+    q = as_probs(caller, reference, "reference")
+    check_same_shape(caller, p, q, "probs", "reference")
     return p, q
 
 
@@ -88,21 +88,21 @@ def total_variation(probs: Any, reference: Any) -> float:
     return float(0.5 * (p - q).abs().sum(-1).mean())
 
 
-def _moments(where: str, mean: Any, std: Any, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _moments(caller: str, mean: Any, std: Any, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
     mn, sn = f"{prefix}mean", f"{prefix}std"
-    m = as_tensor(where, mean, mn)
-    s = as_tensor(where, std, sn)
-    check_same_shape(where, m, s, mn, sn)
-    check_finite(where, m, mn)
-    check_finite(where, s, sn)
+    m = as_tensor(caller, mean, mn)
+    s = as_tensor(caller, std, sn)
+    check_same_shape(caller, m, s, mn, sn)
+    check_finite(caller, m, mn)
+    check_finite(caller, s, sn)
     if m.numel() == 0:
         raise ValueError(
-            f"{where}: expected at least one prediction, but got shape {tuple(m.shape)}. "
+            f"{caller}: expected at least one prediction, but got shape {tuple(m.shape)}. "
             "Pass a non-empty batch."
         )
     if bool((s < 0).any()):
         raise ValueError(
-            f"{where}: expected non-negative {sn}, but got minimum {s.min().item():.6g}. "
+            f"{caller}: expected non-negative {sn}, but got minimum {s.min().item():.6g}. "
             "Pass standard deviations (sqrt of variances), not log-variances."
         )
     return m.flatten(), s.flatten()

@@ -108,15 +108,15 @@ def _bin_stats(
     return ReliabilityDiagram(edges, mean_conf, mean_hit, counts)
 
 
-def _top_label(where: str, probs: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    p = as_probs(where, probs)
-    y = as_labels(where, labels, p.shape[0], p.shape[1])
+def _top_label(caller: str, probs: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    p = as_probs(caller, probs)
+    y = as_labels(caller, labels, p.shape[0], p.shape[1])
     conf, pred = p.max(-1)
     return conf, (pred == y).double()
 
 
-def _binning(where: str, n_bins: Any, binning: Any) -> tuple[int, str]:
-    return check_bins(where, n_bins), check_choice(where, binning, "binning", BINNINGS)
+def _binning(caller: str, n_bins: Any, binning: Any) -> tuple[int, str]:
+    return check_bins(caller, n_bins), check_choice(caller, binning, "binning", BINNINGS)
 
 
 def reliability_diagram(
@@ -145,9 +145,9 @@ def reliability_diagram(
     return _diagram("reliability_diagram", probs, labels, n_bins, binning)
 
 
-def _diagram(where: str, probs: Any, labels: Any, n_bins: Any, binning: Any) -> ReliabilityDiagram:
-    nb, mode = _binning(where, n_bins, binning)
-    conf, hit = _top_label(where, probs, labels)
+def _diagram(caller: str, probs: Any, labels: Any, n_bins: Any, binning: Any) -> ReliabilityDiagram:
+    nb, mode = _binning(caller, n_bins, binning)
+    conf, hit = _top_label(caller, probs, labels)
     return _bin_stats(conf, hit, nb, mode)
 
 

@@ -31,18 +31,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 from dropkit.metrics._checks import as_binary, as_vector
 
 
-def _prepare(where: str, scores: Any, is_ood: Any) -> tuple[np.ndarray, np.ndarray]:
-    s = as_vector(where, scores, "scores")
-    y = as_binary(where, is_ood, "is_ood", s.shape[0])
+def _prepare(caller: str, scores: Any, is_ood: Any) -> tuple[np.ndarray, np.ndarray]:
+    s = as_vector(caller, scores, "scores")
+    y = as_binary(caller, is_ood, "is_ood", s.shape[0])
     n_pos = int(y.sum())
     if n_pos == 0 or n_pos == y.shape[0]:
         only = "OOD" if n_pos else "in-distribution"
         raise ValueError(
-            f"{where}: expected both OOD and in-distribution inputs in is_ood, but got "
+            f"{caller}: expected both OOD and in-distribution inputs in is_ood, but got "
             f"only {only} ({y.shape[0]} inputs). The metric is undefined for one class; "
             "pass scores for both sets."
         )

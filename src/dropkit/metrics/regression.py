@@ -30,31 +30,31 @@ import torch
 from dropkit.metrics._checks import as_tensor, check_finite, check_same_shape
 
 
-def _pair(where: str, mean: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    m = as_tensor(where, mean, "mean")
-    t = as_tensor(where, target, "target")
-    check_same_shape(where, m, t, "mean", "target")
+def _pair(caller: str, mean: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    m = as_tensor(caller, mean, "mean")
+    t = as_tensor(caller, target, "target")
+    check_same_shape(caller, m, t, "mean", "target")
     if m.numel() == 0:
         raise ValueError(
-            f"{where}: expected at least one prediction, but got shape {tuple(m.shape)}. "
+            f"{caller}: expected at least one prediction, but got shape {tuple(m.shape)}. "
             "Pass a non-empty batch."
         )
-    check_finite(where, m, "mean")
-    check_finite(where, t, "target")
+    check_finite(caller, m, "mean")
+    check_finite(caller, t, "target")
     return m, t
 
 
-def _positive(where: str, x: Any, name: str, like: torch.Tensor) -> torch.Tensor:
+def _positive(caller: str, x: Any, name: str, like: torch.Tensor) -> torch.Tensor:
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         x = torch.tensor(float(x), dtype=torch.float64)
-    v = as_tensor(where, x, name)
+    v = as_tensor(caller, x, name)
     if v.dim() == 0:
         v = v.expand_as(like)
-    check_same_shape(where, like, v, "mean", name)
-    check_finite(where, v, name)
+    check_same_shape(caller, like, v, "mean", name)
+    check_finite(caller, v, name)
     if bool((v <= 0).any()):
         raise ValueError(
-            f"{where}: expected {name} > 0, but got minimum {v.min().item():.6g}. "
+            f"{caller}: expected {name} > 0, but got minimum {v.min().item():.6g}. "
             "A predictive spread must be strictly positive; add the noise variance."
         )
     return v
@@ -145,9 +145,9 @@ def _z(level: float) -> float:
     return math.sqrt(2.0) * torch.special.erfinv(torch.tensor(level, dtype=torch.float64)).item()
 
 
-def _check_level(where: str, level: Any) -> float:
+def _check_level(caller: str, level: Any) -> float:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"{where}: expected level in (0, 1), but got {level!r}. Pass e.g. 0.95.")
+        raise ValueError(f"{caller}: expected level in (0, 1), but got {level!r}. Pass e.g. 0.95.")
     return float(level)
 
 

@@ -92,20 +92,20 @@ class DropoutBase(nn.Module):
         return f"p={self.p}, inplace={self.inplace}"
 
 
-def check_rank(where: str, x: torch.Tensor, ranks: tuple[int, ...], layout: str) -> None:
+def check_rank(caller: str, x: torch.Tensor, ranks: tuple[int, ...], layout: str) -> None:
     """Raise :class:`DropoutShapeError` unless ``x.dim()`` is one of ``ranks``."""
     if x.dim() not in ranks:
         names = " or ".join(f"{r}-D" for r in ranks)
         raise _fail(
             DropoutShapeError,
-            where,
+            caller,
             f"a {names} input {layout}",
             tuple(x.shape),
             "Reshape the input or pick the variant for this rank.",
         )
 
 
-def check_droppable(where: str, x: torch.Tensor) -> None:
+def check_droppable(caller: str, x: torch.Tensor) -> None:
     """Raise unless ``x`` has a real floating dtype (called only when dropping).
 
     ``torch.nn``'s layers return any tensor unchanged in eval mode or at
@@ -118,7 +118,7 @@ def check_droppable(where: str, x: torch.Tensor) -> None:
     if x.is_complex():
         raise _fail(
             DropoutComplexError,
-            where,
+            caller,
             "a real floating-point input in training mode",
             x.dtype,
             "Pass a real tensor, e.g. torch.view_as_real(x) (drops the real and "
@@ -126,7 +126,7 @@ def check_droppable(where: str, x: torch.Tensor) -> None:
         )
     raise _fail(
         DropoutDTypeError,
-        where,
+        caller,
         "a floating-point input in training mode",
         x.dtype,
         "Convert it with .float() first.",
@@ -143,12 +143,12 @@ def drop_all(x: torch.Tensor, inplace: bool) -> torch.Tensor:
     return x.mul_(zero) if inplace else x * zero
 
 
-def check_is_tensor(where: str, x: Any, name: str = "input") -> torch.Tensor:
+def check_is_tensor(caller: str, x: Any, name: str = "input") -> torch.Tensor:
     """Raise TypeError unless ``x`` is a tensor (of any dtype; see :func:`check_droppable`)."""
     if not isinstance(x, torch.Tensor):
         raise _fail(
             TypeError,
-            where,
+            caller,
             f"{name} to be a torch.Tensor",
             type(x).__name__,
             "Pass a tensor (unpack PackedSequence or model outputs first).",
@@ -156,12 +156,12 @@ def check_is_tensor(where: str, x: Any, name: str = "input") -> torch.Tensor:
     return x
 
 
-def check_tensor(where: str, x: Any, name: str = "input") -> torch.Tensor:
+def check_tensor(caller: str, x: Any, name: str = "input") -> torch.Tensor:
     """Raise TypeError unless ``x`` is a floating-point tensor."""
     if not isinstance(x, torch.Tensor):
         raise _fail(
             TypeError,
-            where,
+            caller,
             f"{name} to be a torch.Tensor",
             type(x).__name__,
             "Pass a tensor (unpack PackedSequence or model outputs first).",
@@ -169,7 +169,7 @@ def check_tensor(where: str, x: Any, name: str = "input") -> torch.Tensor:
     if not (x.is_floating_point() or x.is_complex()):
         raise _fail(
             TypeError,
-            where,
+            caller,
             f"{name} to be a floating-point tensor",
             x.dtype,
             "Convert it with .float() first.",

@@ -64,7 +64,7 @@ def alpha_coefficients(p: float) -> tuple[float, float]:
 
 
 def _alpha(
-    where: str,
+    caller: str,
     x: torch.Tensor,
     p: float,
     training: bool,
@@ -72,10 +72,10 @@ def _alpha(
     generator: torch.Generator | None,
     feature: bool,
 ) -> torch.Tensor:
-    p = check_p(where, p, allow_one=True)
-    check_generator(where, generator)
-    check_flags(where, training=training, inplace=inplace)
-    check_is_tensor(where, x)
+    p = check_p(caller, p, allow_one=True)
+    check_generator(caller, generator)
+    check_flags(caller, training=training, inplace=inplace)
+    check_is_tensor(caller, x)
     # torch's order: identity, then p == 1 gives zeros, then the rank and
     # dtype checks of an actual draw
     if not training or p == 0.0 or x.numel() == 0:
@@ -85,12 +85,12 @@ def _alpha(
     if feature and x.dim() < 2:
         raise _fail(
             DropoutShapeError,
-            where,
+            caller,
             "an input of 2 or more dims (N, C, *)",
             tuple(x.shape),
             "Add the batch and channel dims, or use AlphaDropout for element-wise dropout.",
         )
-    check_droppable(where, x)
+    check_droppable(caller, x)
     if _is_functorch_wrapped(x):  # vmap / grad: torch's sampler honours randomness=
         fn = torch.feature_alpha_dropout if feature else torch.alpha_dropout
         fn_ = torch.feature_alpha_dropout_ if feature else torch.alpha_dropout_

@@ -22,21 +22,21 @@ from dropkit.nn._base import DropoutBase, check_tensor
 
 
 def _attention(
-    where: str,
+    caller: str,
     attn: torch.Tensor,
     p: float,
     training: bool,
     inplace: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    p = check_p(where, p, allow_one=True)
-    check_generator(where, generator)
-    check_flags(where, training=training, inplace=inplace)
-    check_tensor(where, attn, "attn_probs")
+    p = check_p(caller, p, allow_one=True)
+    check_generator(caller, generator)
+    check_flags(caller, training=training, inplace=inplace)
+    check_tensor(caller, attn, "attn_probs")
     if attn.dim() < 2:
         raise _fail(
             ValueError,
-            where,
+            caller,
             "attention probabilities of 2 or more dims (..., L, S)",
             tuple(attn.shape),
             "Apply it to the softmax output of shape (..., L, S).",

@@ -42,20 +42,20 @@ _EPS = 1e-7
 _LOGIT_CLAMP = 60.0  # keeps p log p finite at the extremes
 
 
-def _check_temperature(where: str, temperature: Any) -> None:
+def _check_temperature(caller: str, temperature: Any) -> None:
     ok = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
     if not ok or not math.isfinite(float(temperature)) or not float(temperature) > 0:
         raise _fail(
-            ValueError, where, "temperature > 0", temperature, "Use a temperature such as 0.1."
+            ValueError, caller, "temperature > 0", temperature, "Use a temperature such as 0.1."
         )
 
 
-def _non_negative(where: str, name: str, value: Any) -> float:
+def _non_negative(caller: str, name: str, value: Any) -> float:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not ok or not math.isfinite(float(value)) or float(value) < 0:
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"{name} >= 0 (a finite coefficient)",
             value,
             "Use the paper's scale, about 1e-6 for weight_regularizer (l^2 / N) and "

@@ -142,11 +142,11 @@ def block_gamma(height: int, width: int, block_size: int, p: float) -> tuple[flo
     return gamma, 1.0 - (1.0 - gamma) ** _cover(height, width, block_size)
 
 
-def _check_fits(where: str, block_size: int, h: int, w: int, what: str) -> None:
+def _check_fits(caller: str, block_size: int, h: int, w: int, what: str) -> None:
     if block_size > min(h, w):
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"block_size <= min(H, W) = {min(h, w)} for {what}",
             block_size,
             f"Use block_size <= {min(h, w)}, or apply it to a larger (earlier) feature map.",
@@ -154,7 +154,7 @@ def _check_fits(where: str, block_size: int, h: int, w: int, what: str) -> None:
 
 
 def _drop_block(
-    where: str,
+    caller: str,
     x: torch.Tensor,
     p: float,
     block_size: int,
@@ -163,15 +163,15 @@ def _drop_block(
     inplace: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    p = check_p(where, p, allow_one=True)
-    block_size = check_int(where, block_size, "block_size", minimum=1)
-    norm = check_choice(where, normalize, "normalize", [m.value for m in BlockNorm])
-    check_generator(where, generator)
-    check_flags(where, training=training, inplace=inplace)
-    check_tensor(where, x)
-    check_rank(where, x, (3, 4), "(C, H, W) or (N, C, H, W)")
+    p = check_p(caller, p, allow_one=True)
+    block_size = check_int(caller, block_size, "block_size", minimum=1)
+    norm = check_choice(caller, normalize, "normalize", [m.value for m in BlockNorm])
+    check_generator(caller, generator)
+    check_flags(caller, training=training, inplace=inplace)
+    check_tensor(caller, x)
+    check_rank(caller, x, (3, 4), "(C, H, W) or (N, C, H, W)")
     h, w = x.shape[-2:]
-    _check_fits(where, block_size, h, w, f"an input of shape {tuple(x.shape)}")
+    _check_fits(caller, block_size, h, w, f"an input of shape {tuple(x.shape)}")
     if not training or p == 0.0:
         return x
     if p == 1.0:

@@ -23,7 +23,7 @@ from dropkit.nn._base import DropoutBase, check_tensor
 
 
 def _drop_path(
-    where: str,
+    caller: str,
     x: torch.Tensor,
     p: float,
     training: bool,
@@ -31,14 +31,14 @@ def _drop_path(
     inplace: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    p = check_p(where, p, allow_one=True)
-    check_generator(where, generator)
-    check_flags(where, training=training, scale_by_keep=scale_by_keep, inplace=inplace)
-    check_tensor(where, x)
+    p = check_p(caller, p, allow_one=True)
+    check_generator(caller, generator)
+    check_flags(caller, training=training, scale_by_keep=scale_by_keep, inplace=inplace)
+    check_tensor(caller, x)
     if x.dim() == 0:  # no batch dim to draw per sample over
         raise _fail(
             ValueError,
-            where,
+            caller,
             "an input with a batch dim (N, *)",
             tuple(x.shape),
             "Pass the batched branch output; for a single sample use x[None].",

@@ -20,24 +20,24 @@ from dropkit.nn._base import DropoutBase, check_droppable, check_is_tensor, drop
 
 
 def _dropout(
-    where: str,
+    caller: str,
     x: torch.Tensor,
     p: float,
     training: bool,
     inplace: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    p = check_p(where, p, allow_one=True)
-    check_generator(where, generator)
-    check_flags(where, training=training, inplace=inplace)
-    check_is_tensor(where, x)
+    p = check_p(caller, p, allow_one=True)
+    check_generator(caller, generator)
+    check_flags(caller, training=training, inplace=inplace)
+    check_is_tensor(caller, x)
     # torch.nn.Dropout's order: identity (the input object itself) first,
     # then p == 1 (any dtype), and only a real mask needs a floating dtype
     if not training or p == 0.0 or x.numel() == 0:
         return x
     if p == 1.0:
         return drop_all(x, inplace)
-    check_droppable(where, x)
+    check_droppable(caller, x)
     return bernoulli_dropout(x, p, inplace=inplace, generator=generator)
 
 

@@ -25,24 +25,24 @@ from dropkit.kernels import draw_mask
 from dropkit.nn._base import DropoutBase, check_tensor
 
 
-def _check_ids(where: str, ids: Any, vocab: int) -> None:
+def _check_ids(caller: str, ids: Any, vocab: int) -> None:
     if not isinstance(ids, torch.Tensor) or ids.is_floating_point() or ids.is_complex():
         got = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
         raise _fail(
             TypeError,
-            where,
+            caller,
             "ids to be an integer tensor of token ids",
             got,
             "Pass torch.as_tensor(ids, dtype=torch.long) (ids.long() for a float tensor).",
         )
     if ids.dtype == torch.bool:
-        raise _fail(TypeError, where, "ids to be an integer tensor", ids.dtype, "Pass ids.long().")
+        raise _fail(TypeError, caller, "ids to be an integer tensor", ids.dtype, "Pass ids.long().")
     if ids.numel() and not ids.is_meta:
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= vocab:
             raise _fail(
                 ValueError,
-                where,
+                caller,
                 f"ids in [0, {vocab}) (the weight has {vocab} rows)",
                 f"ids in [{lo}, {hi}]",
                 "Map tokens into the vocabulary, or build the embedding with more rows.",
@@ -50,7 +50,7 @@ def _check_ids(where: str, ids: Any, vocab: int) -> None:
 
 
 def _embedding(
-    where: str,
+    caller: str,
     weight: torch.Tensor,
     ids: torch.Tensor,
     p: float,
@@ -58,19 +58,19 @@ def _embedding(
     generator: torch.Generator | None,
     **kwargs: Any,
 ) -> torch.Tensor:
-    p = check_p(where, p, allow_one=True)
-    check_generator(where, generator)
-    check_flags(where, training=training)
-    check_tensor(where, weight, "weight")
+    p = check_p(caller, p, allow_one=True)
+    check_generator(caller, generator)
+    check_flags(caller, training=training)
+    check_tensor(caller, weight, "weight")
     if weight.dim() != 2:
         raise _fail(
             ValueError,
-            where,
+            caller,
             "a 2-D weight (num_embeddings, embedding_dim)",
             tuple(weight.shape),
             "Pass the embedding matrix, e.g. embedding.weight.",
         )
-    _check_ids(where, ids, weight.shape[0])
+    _check_ids(caller, ids, weight.shape[0])
     out = F.embedding(ids, weight, **kwargs)
     if not training or p == 0.0:
         return out

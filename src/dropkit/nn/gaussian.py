@@ -23,17 +23,17 @@ from dropkit.nn._base import DropoutBase, check_tensor
 
 
 def _gaussian(
-    where: str,
+    caller: str,
     x: torch.Tensor,
     p: float,
     training: bool,
     inplace: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    p = check_p(where, p)
-    check_generator(where, generator)
-    check_flags(where, training=training, inplace=inplace)
-    check_tensor(where, x)
+    p = check_p(caller, p)
+    check_generator(caller, generator)
+    check_flags(caller, training=training, inplace=inplace)
+    check_tensor(caller, x)
     if not training or p == 0.0:
         return x
     # Normal noise has no Bernoulli kernel to route through; draw it directly.

@@ -31,7 +31,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 _POOLING = ("cls", "mean")
 
 
-def _hidden_states(where: str, features: Any) -> torch.Tensor:
+def _hidden_states(caller: str, features: Any) -> torch.Tensor:
     # Accept a bare tensor, a Hugging Face ModelOutput, a dict or a tuple
     # whose first element is the last hidden state.
     if isinstance(features, torch.Tensor):
@@ -44,7 +44,7 @@ def _hidden_states(where: str, features: Any) -> torch.Tensor:
     if not isinstance(state, torch.Tensor):
         raise _fail(
             TypeError,
-            where,
+            caller,
             "a tensor or a model output with last_hidden_state",
             type(features).__name__,
             "Pass outputs.last_hidden_state or the backbone's output object.",

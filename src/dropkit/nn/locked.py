@@ -22,7 +22,7 @@ from dropkit.nn._base import DropoutBase, check_tensor
 
 
 def _locked(
-    where: str,
+    caller: str,
     x: torch.Tensor,
     p: float,
     training: bool,
@@ -30,11 +30,11 @@ def _locked(
     inplace: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    p = check_p(where, p, allow_one=True)
-    check_generator(where, generator)
-    check_flags(where, training=training, batch_first=batch_first, inplace=inplace)
-    check_tensor(where, x)
-    check_rank(where, x, (3,), "(N, L, C)" if batch_first else "(L, N, C)")
+    p = check_p(caller, p, allow_one=True)
+    check_generator(caller, generator)
+    check_flags(caller, training=training, batch_first=batch_first, inplace=inplace)
+    check_tensor(caller, x)
+    check_rank(caller, x, (3,), "(N, L, C)" if batch_first else "(L, N, C)")
     if not training or p == 0.0:
         return x
     n, c = (x.shape[0], x.shape[2]) if batch_first else (x.shape[1], x.shape[2])

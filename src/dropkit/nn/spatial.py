@@ -48,14 +48,14 @@ def _feature_dropout(
     training: bool,
     inplace: bool,
     generator: torch.Generator | None,
-    where: str,
+    caller: str,
 ) -> torch.Tensor:
     """One keep draw per ``(N, C)`` of a batched ``x``, broadcast over the rest."""
     if not training or p == 0.0 or x.numel() == 0:
         return x
     if p == 1.0:
         return drop_all(x, inplace)
-    check_droppable(where, x)
+    check_droppable(caller, x)
     if _is_functorch_wrapped(x):  # vmap / grad: torch's sampler honours randomness=
         return torch.feature_dropout_(x, p, True) if inplace else torch.feature_dropout(x, p, True)
     mask = draw_mask((*x.shape[:2], *([1] * (x.dim() - 2))), p, like=x, generator=generator)
@@ -64,7 +64,7 @@ def _feature_dropout(
 
 
 def _channel_dropout(
-    where: str,
+    caller: str,
     x: torch.Tensor,
     p: float,
     training: bool,
@@ -72,21 +72,21 @@ def _channel_dropout(
     generator: torch.Generator | None,
     spatial: int,
 ) -> torch.Tensor:
-    p = check_p(where, p, allow_one=True)
-    check_generator(where, generator)
-    check_flags(where, training=training, inplace=inplace)
-    check_is_tensor(where, x)
-    check_rank(where, x, (spatial + 1, spatial + 2), _LAYOUTS[spatial])
+    p = check_p(caller, p, allow_one=True)
+    check_generator(caller, generator)
+    check_flags(caller, training=training, inplace=inplace)
+    check_is_tensor(caller, x)
+    check_rank(caller, x, (spatial + 1, spatial + 2), _LAYOUTS[spatial])
     if spatial == 2:
         # torch.nn.Dropout2d's historical reading of 3-D input: (N, C, L)
         if x.dim() == 3:
             warnings.warn(DROPOUT2D_3D_WARNING, UserWarning, stacklevel=3)
-        return _feature_dropout(x, p, training, inplace, generator, where)
+        return _feature_dropout(x, p, training, inplace, generator, caller)
     if x.dim() == spatial + 2:
-        return _feature_dropout(x, p, training, inplace, generator, where)
+        return _feature_dropout(x, p, training, inplace, generator, caller)
     # unbatched: as torch, through a (1, C, ...) view; the result is a view
     # of the input (in place: the input itself)
-    out = _feature_dropout(x.unsqueeze(0), p, training, inplace, generator, where)
+    out = _feature_dropout(x.unsqueeze(0), p, training, inplace, generator, caller)
     return x if inplace else out.squeeze(0)
 
 

@@ -75,7 +75,7 @@ Example:
 
 from __future__ import annotations
 
-from dropkit.report._atomic import atomic_write_bytes, atomic_write_text
+from dropkit._io import atomic_write_bytes, atomic_write_text
 from dropkit.report.render import SCHEMA_VERSION, render, render_html, validate_metrics
 
 __all__ = [

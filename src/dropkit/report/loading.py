@@ -30,7 +30,7 @@ from typing import Any
 
 from torch import nn
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 
 
 @dataclass
@@ -56,12 +56,12 @@ def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or "/" in spec or spec.startswith((".", "~"))
 
 
-def load_model(spec: str, *, where: str = "dropkit", classifier: bool = False) -> LoadedModel:
+def load_model(spec: str, *, caller: str = "dropkit", classifier: bool = False) -> LoadedModel:
     """Build the model named by ``spec`` (see the module docstring).
 
     Args:
         spec: The ``MODEL`` argument.
-        where: Command name used in error messages.
+        caller: Command name used in error messages.
         classifier: Load Hugging Face folders with
             ``AutoModelForSequenceClassification`` (a head is initialised at
             random, and reported in ``notes``, when the folder has none).
@@ -76,43 +76,43 @@ def load_model(spec: str, *, where: str = "dropkit", classifier: bool = False) -
     """
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _load_hf(path, spec, where, classifier)
+        return _load_hf(path, spec, caller, classifier)
     if path.exists():
         raise FileNotFoundError(
-            f"{where}: expected a model folder (with config.json), but got the file {spec!r}. "
+            f"{caller}: expected a model folder (with config.json), but got the file {spec!r}. "
             "Pass the folder written by save_pretrained."
         )
     if ":" in spec and not _looks_like_path(spec.split(":", 1)[0]):
-        return _load_factory(spec, where)
+        return _load_factory(spec, caller)
     if _looks_like_path(spec):
         raise FileNotFoundError(
-            f"{where}: expected an existing model folder, but got {spec!r}, which does not "
+            f"{caller}: expected an existing model folder, but got {spec!r}, which does not "
             "exist. Check the path, or pass a timm model name or package.module:factory."
         )
-    return _load_timm(spec, where)
+    return _load_timm(spec, caller)
 
 
-def _load_hf(folder: Path, spec: str, where: str, classifier: bool) -> LoadedModel:
+def _load_hf(folder: Path, spec: str, caller: str, classifier: bool) -> LoadedModel:
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(
-            f"{where}: expected a Hugging Face folder with config.json, but got {spec!r} "
+            f"{caller}: expected a Hugging Face folder with config.json, but got {spec!r} "
             "(no config.json inside). Pass the folder written by save_pretrained."
         )
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(
-            f"{where}: expected valid JSON in {str(config_file)!r}, but got {str(exc)!r}. "
+            f"{caller}: expected valid JSON in {str(config_file)!r}, but got {str(exc)!r}. "
             "Re-save the model with save_pretrained."
         ) from exc
-    transformers = require("transformers", "hf", where)
+    transformers = require("transformers", "hf", caller)
     model_type = config.get("model_type") if isinstance(config, dict) else None
     architectures = (config.get("architectures") or []) if isinstance(config, dict) else []
     known = _known_model_types(transformers)
     if not isinstance(model_type, str) or (known and model_type not in known):
         raise ValueError(
-            f"{where}: expected a config.json whose model_type transformers knows, but got "
+            f"{caller}: expected a config.json whose model_type transformers knows, but got "
             f"{model_type!r} in {spec!r}. Check the folder, or upgrade transformers."
         )
     want_classifier = classifier or any("ForSequenceClassification" in a for a in architectures)
@@ -132,7 +132,7 @@ def _load_hf(folder: Path, spec: str, where: str, classifier: bool) -> LoadedMod
         )
     except (ValueError, KeyError, OSError) as exc:
         raise ValueError(
-            f"{where}: expected a loadable Hugging Face folder, but got {spec!r} "
+            f"{caller}: expected a loadable Hugging Face folder, but got {spec!r} "
             f"({type(exc).__name__}: {exc}). Re-save it with save_pretrained."
         ) from exc
     finally:
@@ -156,13 +156,13 @@ def _known_model_types(transformers: Any) -> set[str]:
     return set(CONFIG_MAPPING_NAMES)
 
 
-def _load_factory(spec: str, where: str) -> LoadedModel:
+def _load_factory(spec: str, caller: str) -> LoadedModel:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ValueError(
-            f"{where}: expected an importable module in {spec!r}, but importing "
+            f"{caller}: expected an importable module in {spec!r}, but importing "
             f"{module_name!r} failed ({exc}). Check the name and that it is on PYTHONPATH."
         ) from exc
     factory: Any = module
@@ -170,13 +170,13 @@ def _load_factory(spec: str, where: str) -> LoadedModel:
         factory = getattr(factory, part, None)
     if not callable(factory):
         raise ValueError(
-            f"{where}: expected {module_name}.{attr} to be a callable returning an nn.Module, "
+            f"{caller}: expected {module_name}.{attr} to be a callable returning an nn.Module, "
             f"but got {type(factory).__name__}. Name a function or class in that module."
         )
     model = factory()
     if not isinstance(model, nn.Module):
         raise ValueError(
-            f"{where}: expected {spec} to return a torch.nn.Module, but got "
+            f"{caller}: expected {spec} to return a torch.nn.Module, but got "
             f"{type(model).__name__}. Return the model itself."
         )
     return LoadedModel(model=model, source="factory", name=spec)
@@ -191,7 +191,7 @@ def _close_names(name: str, known: list[str], n: int = 3) -> list[str]:
     return [c for c in ranked[:n] if score(c) >= 0.6]
 
 
-def _load_timm(name: str, where: str) -> LoadedModel:
+def _load_timm(name: str, caller: str) -> LoadedModel:
     try:
         timm = importlib.import_module("timm")
     except ImportError:
@@ -200,7 +200,7 @@ def _load_timm(name: str, where: str) -> LoadedModel:
         close = _close_names(name, timm.list_models()) if timm else []
         hint = f" Close timm names: {', '.join(close)}." if close else ""
         raise ValueError(
-            f"{where}: expected a Hugging Face folder, a timm model name or "
+            f"{caller}: expected a Hugging Face folder, a timm model name or "
             f"package.module:factory, but got {name!r}, which is none of them.{hint}"
         )
     model = timm.create_model(name, pretrained=False)

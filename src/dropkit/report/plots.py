@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 
 # A colour-blind-safe palette (Okabe & Ito, 2008), in a fixed order so a
 # method keeps its colour across every figure of one report.

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 from dropkit.report.loading import LoadedModel
 
 SUFFIXES = (".txt", ".npy", ".pt", ".csv")
@@ -70,16 +70,16 @@ class Inputs:
         return int(self.tensor.shape[0])
 
 
-def _malformed(where: str, path: Path, what: str, got: Any, fix: str) -> ValueError:
-    return ValueError(f"{where}: expected {what} in {str(path)!r}, but got {got}. {fix}")
+def _malformed(caller: str, path: Path, what: str, got: Any, fix: str) -> ValueError:
+    return ValueError(f"{caller}: expected {what} in {str(path)!r}, but got {got}. {fix}")
 
 
-def read_inputs(source: str, where: str = "dropkit predict") -> Inputs:
+def read_inputs(source: str, caller: str = "dropkit predict") -> Inputs:
     """Parse the ``--input`` argument (see the module docstring).
 
     Args:
         source: A file path or a text.
-        where: Command name used in error messages.
+        caller: Command name used in error messages.
 
     Returns:
         The :class:`Inputs`.
@@ -96,41 +96,41 @@ def read_inputs(source: str, where: str = "dropkit predict") -> Inputs:
             lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
             kept = [(i, t) for i, t in enumerate(lines) if t]
             if not kept:
-                raise _malformed(where, path, "one text per line", "an empty file", "Add text.")
+                raise _malformed(caller, path, "one text per line", "an empty file", "Add text.")
             return Inputs(texts=[t for _, t in kept], indices=[i for i, _ in kept])
         if suffix == ".csv":
-            rows, notes = _read_csv(where, path)
-            return Inputs(tensor=_check_tensor(where, path, rows), notes=notes)
+            rows, notes = _read_csv(caller, path)
+            return Inputs(tensor=_check_tensor(caller, path, rows), notes=notes)
         if suffix in (".npy", ".pt"):
-            return Inputs(tensor=_check_tensor(where, path, _load_tensor(where, path, suffix)))
+            return Inputs(tensor=_check_tensor(caller, path, _load_tensor(caller, path, suffix)))
         raise ValueError(
-            f"{where}: expected an input file ending in {', '.join(SUFFIXES)}, but got "
+            f"{caller}: expected an input file ending in {', '.join(SUFFIXES)}, but got "
             f"{path.name!r}. Convert it, or pass a text directly."
         )
     if path.suffix.lower() in SUFFIXES or "/" in source or source.startswith(("./", "~")):
         raise FileNotFoundError(
-            f"{where}: expected an existing input file, but got {source!r}, which does not "
+            f"{caller}: expected an existing input file, but got {source!r}, which does not "
             "exist. Check the path (texts containing '/' must come from a .txt file)."
         )
     if not source.strip():
-        raise ValueError(f"{where}: expected a non-empty text, but got {source!r}. Pass a text.")
+        raise ValueError(f"{caller}: expected a non-empty text, but got {source!r}. Pass a text.")
     return Inputs(texts=[source])
 
 
-def _load_tensor(where: str, path: Path, suffix: str) -> Any:
+def _load_tensor(caller: str, path: Path, suffix: str) -> Any:
     if suffix == ".npy":
         try:
             return np.load(path, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise _malformed(
-                where, path, "a numpy array saved with numpy.save", repr(str(exc)), "Re-save it."
+                caller, path, "a numpy array saved with numpy.save", repr(str(exc)), "Re-save it."
             ) from exc
     if suffix == ".pt":
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for corrupt files
             raise _malformed(
-                where, path, "a tensor saved with torch.save", repr(str(exc)), "Re-save it."
+                caller, path, "a tensor saved with torch.save", repr(str(exc)), "Re-save it."
             ) from exc
     raise AssertionError(suffix)  # pragma: no cover - read_inputs routes .csv to _read_csv
 
@@ -146,7 +146,7 @@ def _numbers(cells: list[str]) -> list[float] | int:
     return out
 
 
-def _read_csv(where: str, path: Path) -> tuple[np.ndarray, list[str]]:
+def _read_csv(caller: str, path: Path) -> tuple[np.ndarray, list[str]]:
     """Rows of numbers; a first row that does not parse is a header (see the module doc)."""
     lines = path.read_text(encoding="utf-8-sig").splitlines()
     rows = [(n, [c.strip() for c in line.split(",")]) for n, line in enumerate(lines, 1)]
@@ -169,7 +169,7 @@ def _read_csv(where: str, path: Path) -> tuple[np.ndarray, list[str]]:
                 else "Fix that cell (numbers only; a header is allowed on row 1 only)."
             )
             raise _malformed(
-                where,
+                caller,
                 path,
                 "comma-separated numbers",
                 f"{cells[parsed]!r} at row {n}, column {parsed + 1}",
@@ -177,7 +177,7 @@ def _read_csv(where: str, path: Path) -> tuple[np.ndarray, list[str]]:
             )
         if values and len(parsed) != len(values[0]):
             raise _malformed(
-                where,
+                caller,
                 path,
                 f"{len(values[0])} numbers on every row",
                 f"{len(parsed)} at row {n}",
@@ -185,48 +185,48 @@ def _read_csv(where: str, path: Path) -> tuple[np.ndarray, list[str]]:
             )
         values.append(parsed)
     if not values:
-        raise _malformed(where, path, "comma-separated numbers", "no data row", "Add rows.")
+        raise _malformed(caller, path, "comma-separated numbers", "no data row", "Add rows.")
     return np.asarray(values, dtype=np.float64), notes
 
 
-def _check_tensor(where: str, path: Path, value: Any) -> torch.Tensor:
+def _check_tensor(caller: str, path: Path, value: Any) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise _malformed(
-                where, path, "a numeric array", f"dtype {value.dtype}", "Save numbers."
+                caller, path, "a numeric array", f"dtype {value.dtype}", "Save numbers."
             )
         value = torch.from_numpy(np.ascontiguousarray(value))
     if not isinstance(value, torch.Tensor):
         raise _malformed(
-            where, path, "one tensor", type(value).__name__, "torch.save(tensor, path)."
+            caller, path, "one tensor", type(value).__name__, "torch.save(tensor, path)."
         )
     if value.dim() == 0 or value.shape[0] == 0:
         raise _malformed(
-            where, path, "a batch laid out (N, ...)", f"shape {tuple(value.shape)}", "Add inputs."
+            caller, path, "a batch laid out (N, ...)", f"shape {tuple(value.shape)}", "Add inputs."
         )
     if value.is_floating_point():
         if not torch.isfinite(value).all():
-            raise _malformed(where, path, "finite numbers", "NaN or inf", "Clean the data.")
+            raise _malformed(caller, path, "finite numbers", "NaN or inf", "Clean the data.")
         value = value.float()
     return value
 
 
-def _batches(loaded: LoadedModel, inputs: Inputs, batch_size: int, where: str) -> Iterator[Any]:
+def _batches(loaded: LoadedModel, inputs: Inputs, batch_size: int, caller: str) -> Iterator[Any]:
     n = len(inputs)
     if inputs.texts is not None:
         if loaded.folder is None:
             raise ValueError(
-                f"{where}: expected a Hugging Face model folder for text inputs, but got "
+                f"{caller}: expected a Hugging Face model folder for text inputs, but got "
                 f"{loaded.name!r} ({loaded.source}). Pass tensors (.npy/.pt/.csv) instead."
             )
-        transformers = require("transformers", "hf", where)
+        transformers = require("transformers", "hf", caller)
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 str(loaded.folder), local_files_only=True
             )
         except (OSError, ValueError) as exc:
             raise ValueError(
-                f"{where}: expected a tokenizer in {str(loaded.folder)!r}, but loading it "
+                f"{caller}: expected a tokenizer in {str(loaded.folder)!r}, but loading it "
                 f"failed ({exc}). Save one with tokenizer.save_pretrained(folder)."
             ) from exc
         for i in range(0, n, batch_size):
@@ -238,7 +238,7 @@ def _batches(loaded: LoadedModel, inputs: Inputs, batch_size: int, where: str) -
     if loaded.source == "huggingface":
         if x.is_floating_point() or x.dim() != 2:
             raise ValueError(
-                f"{where}: expected token ids (integers, shape (N, L)) for a Hugging Face "
+                f"{caller}: expected token ids (integers, shape (N, L)) for a Hugging Face "
                 f"model, but got {x.dtype} of shape {tuple(x.shape)}. Pass texts or token ids."
             )
         for i in range(0, n, batch_size):
@@ -270,7 +270,7 @@ def predict_lines(
     batch_size: int = 32,
     progress: bool = False,
     seed: int | None = None,
-    where: str = "dropkit predict",
+    caller: str = "dropkit predict",
 ) -> Iterator[dict[str, Any]]:
     """Run MC dropout over ``inputs`` batch by batch and yield one record per input.
 
@@ -283,7 +283,7 @@ def predict_lines(
         batch_size: Inputs per forward.
         progress: Show a progress bar on stderr.
         seed: Seed of the dropout masks, for reproducible output.
-        where: Command name used in error messages.
+        caller: Command name used in error messages.
 
     Yields:
         One JSON-ready dict per input (fields in the module docstring).
@@ -293,7 +293,7 @@ def predict_lines(
     labels = _labels(loaded.model)
     bar = None
     if progress:
-        tqdm = require("tqdm", "report", where).tqdm
+        tqdm = require("tqdm", "report", caller).tqdm
         bar = tqdm(total=len(inputs), unit="input", desc="MC dropout", leave=False)
     position = 0
     kwargs: dict[str, Any] = {"samples": samples, "output": output, "progress": False}
@@ -302,7 +302,7 @@ def predict_lines(
     if sites is not None:
         kwargs["sites"] = sites
     try:
-        for batch in _batches(loaded, inputs, batch_size, where):
+        for batch in _batches(loaded, inputs, batch_size, caller):
             result = mc_predict(loaded.model, batch, **kwargs)
             for k in range(result.mean.shape[0]):
                 yield _record(result, k, inputs.index(position), labels)

@@ -15,8 +15,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from dropkit._io import atomic_write_text
 from dropkit.report import bayes, plots, readings
-from dropkit.report._atomic import atomic_write_text
 from dropkit.report._style import CSS
 from dropkit.report.schema import COLUMNS, SCHEMA_VERSION, WHERE, validate_metrics
 

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 def _tokenizer(loaded: Any) -> Any:
     if loaded.folder is None:
         return None
-    from dropkit.integrations._extras import require
+    from dropkit._optional import require
 
     transformers = require("transformers", "hf", "dropkit score")
     try:
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from dropkit.score.pool import open_pool
 
     open_pool(args.input, "dropkit score")  # a bad pool fails before loading the model
-    loaded = load_model(args.model, where="dropkit score", classifier=args.output != "regression")
+    loaded = load_model(args.model, caller="dropkit score", classifier=args.output != "regression")
     for note in loaded.notes:
         print(f"dropkit: note: {note}", file=sys.stderr)
     apply_rates("dropkit score", loaded.model, rates)

@@ -58,7 +58,7 @@ def run_ray(
 
     if not todo:
         return
-    with session(address, workers=workers, where=WHERE) as ray:
+    with session(address, workers=workers, caller=WHERE) as ray:
         # the caller's model travels pickled (unpickled once per worker): every worker has
         # the weights the manifest fingerprints, even from a factory that draws them at random
         bundle = ray.put((model, tokenizer))

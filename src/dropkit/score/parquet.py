@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from dropkit.integrations._extras import require
+from dropkit._optional import require
 from dropkit.score.pool import ID_COLUMN, Pool, _bad, _stat
 
 
-def _pyarrow(where: str) -> Any:
-    require("pyarrow", "ray", where)
+def _pyarrow(caller: str) -> Any:
+    require("pyarrow", "ray", caller)
     import pyarrow.parquet as pq
 
     return pq
@@ -69,38 +69,38 @@ def _is_text(t: Any) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
-def _check_ids(where: str, ids: np.ndarray, source: str) -> None:
+def _check_ids(caller: str, ids: np.ndarray, source: str) -> None:
     uniq, counts = np.unique(ids, return_counts=True)
     if uniq.size != ids.size:
         raise _bad(
-            where,
+            caller,
             f"unique integers in the {ID_COLUMN!r} column of {source!r}",
             f"{int(uniq[counts > 1][0])} {int(counts.max())} times",
             "Give every row its own id, or drop the column to number rows by position.",
         )
 
 
-def open_parquet(where: str, paths: list[Path], source: str) -> Pool:
+def open_parquet(caller: str, paths: list[Path], source: str) -> Pool:
     """Open and check Parquet files as one :class:`~dropkit.score.pool.Pool`.
 
     Raises:
         ValueError: For an unreadable file, files with other columns, a
             non-numeric column, rows of mixed lengths or duplicate row ids.
     """
-    pq = _pyarrow(where)
+    pq = _pyarrow(caller)
     files = []
     for p in paths:
         try:
             files.append(pq.ParquetFile(p))
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
             raise _bad(
-                where, f"a readable Parquet file in {str(p)!r}", repr(str(exc)), "Re-write it."
+                caller, f"a readable Parquet file in {str(p)!r}", repr(str(exc)), "Re-write it."
             ) from None
     schema = files[0].schema_arrow
     for p, f in zip(paths[1:], files[1:]):
         if f.schema_arrow.names != schema.names:
             raise _bad(
-                where,
+                caller,
                 f"the columns {schema.names} in every file of {source!r}",
                 f"{f.schema_arrow.names} in {p.name!r}",
                 "Write every file with the same columns (rows of one shape).",
@@ -108,7 +108,7 @@ def open_parquet(where: str, paths: list[Path], source: str) -> Pool:
     names = [n for n in schema.names if n != ID_COLUMN]
     types = {n: schema.field(n).type for n in names}
     if not names:
-        raise _bad(where, f"input columns in {source!r}", f"only {schema.names}", "Add columns.")
+        raise _bad(caller, f"input columns in {source!r}", f"only {schema.names}", "Add columns.")
     texts = [n for n in names if _is_text(types[n])]
     lists = [n for n in names if _is_list(types[n])]
     row_shape: tuple[int, ...] = ()
@@ -118,17 +118,17 @@ def open_parquet(where: str, paths: list[Path], source: str) -> Pool:
         value_type = types[lists[0]].value_type
         if not _is_numeric(value_type):
             raise _bad(
-                where,
+                caller,
                 f"numeric columns in {source!r}",
                 f"column {lists[0]!r} of type {types[lists[0]]} (not numeric)",
                 "Store numbers, one list of numbers per row.",
             )
-        kind, row_shape = "tensor", (_list_length(where, paths, files, lists[0], source),)
+        kind, row_shape = "tensor", (_list_length(caller, paths, files, lists[0], source),)
     else:
         for n in names:
             if not _is_numeric(types[n]):
                 raise _bad(
-                    where,
+                    caller,
                     f"numeric columns in {source!r}",
                     f"column {n!r} of type {types[n]} (not numeric)",
                     "Drop or encode that column; a text pool has one string column only.",
@@ -136,14 +136,14 @@ def open_parquet(where: str, paths: list[Path], source: str) -> Pool:
         kind, row_shape = "tensor", (len(names),)
     n_rows = sum(f.metadata.num_rows for f in files)
     if n_rows == 0:
-        raise _bad(where, f"at least one row in {source!r}", "0 rows", "Write rows.")
+        raise _bad(caller, f"at least one row in {source!r}", "0 rows", "Write rows.")
     ids = None
     if ID_COLUMN in schema.names:
         import pyarrow as pa
 
         if not pa.types.is_integer(schema.field(ID_COLUMN).type):
             raise _bad(
-                where,
+                caller,
                 f"integers in the {ID_COLUMN!r} column of {source!r}",
                 f"type {schema.field(ID_COLUMN).type}",
                 "Store row ids as int64.",
@@ -151,7 +151,7 @@ def open_parquet(where: str, paths: list[Path], source: str) -> Pool:
         ids = np.concatenate(
             [f.read(columns=[ID_COLUMN]).column(0).to_numpy() for f in files]
         ).astype(np.int64)
-        _check_ids(where, ids, source)
+        _check_ids(caller, ids, source)
     return Pool(
         kind=kind,
         n_rows=n_rows,
@@ -164,7 +164,7 @@ def open_parquet(where: str, paths: list[Path], source: str) -> Pool:
     )
 
 
-def _list_length(where: str, paths: list[Path], files: list[Any], column: str, source: str) -> int:
+def _list_length(caller: str, paths: list[Path], files: list[Any], column: str, source: str) -> int:
     """The one length of every row of a list column (streamed), or ValueError."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -182,7 +182,7 @@ def _list_length(where: str, paths: list[Path], files: list[Any], column: str, s
             bad = np.flatnonzero(lengths != length)
             if bad.size:
                 raise _bad(
-                    where,
+                    caller,
                     f"rows of one shape in column {column!r} of {source!r} ({length} values)",
                     f"{lengths[bad[0]]} values at row {position + int(bad[0])} ({p.name})",
                     "Pad or crop every row to one length (rows of mixed shapes).",

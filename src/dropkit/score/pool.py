@@ -35,8 +35,8 @@ import torch
 ID_COLUMN = "row_id"
 
 
-def _bad(where: str, what: str, got: Any, fix: str) -> ValueError:
-    return ValueError(f"{where}: expected {what}, but got {got}. {fix}")
+def _bad(caller: str, what: str, got: Any, fix: str) -> ValueError:
+    return ValueError(f"{caller}: expected {what}, but got {got}. {fix}")
 
 
 @dataclass
@@ -112,7 +112,7 @@ def _stat(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _from_tensor(where: str, value: Any, source: str, fingerprint: dict[str, Any]) -> Pool:
+def _from_tensor(caller: str, value: Any, source: str, fingerprint: dict[str, Any]) -> Pool:
     if (
         isinstance(value, (list, tuple))
         and value
@@ -123,7 +123,7 @@ def _from_tensor(where: str, value: Any, source: str, fingerprint: dict[str, Any
             first = tuple(value[0].shape)
             other = next(tuple(v.shape) for v in value if tuple(v.shape) != first)
             raise _bad(
-                where,
+                caller,
                 f"rows of one shape in {source!r}",
                 f"mixed shapes {first} and {other}",
                 "Pad or crop every row to one shape before saving.",
@@ -132,7 +132,7 @@ def _from_tensor(where: str, value: Any, source: str, fingerprint: dict[str, Any
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise _bad(
-                where,
+                caller,
                 f"a numeric array in {source!r}",
                 f"dtype {value.dtype}",
                 "Save numbers (e.g. x.astype('float32')).",
@@ -141,17 +141,17 @@ def _from_tensor(where: str, value: Any, source: str, fingerprint: dict[str, Any
     elif isinstance(value, torch.Tensor):
         if value.is_complex() or value.dtype == torch.bool:
             raise _bad(
-                where, f"a real tensor in {source!r}", f"dtype {value.dtype}", "Save floats."
+                caller, f"a real tensor in {source!r}", f"dtype {value.dtype}", "Save floats."
             )
         array = value.detach().cpu()
     else:
         raise TypeError(
-            f"{where}: expected a tensor or array (N, ...) in {source!r}, but got "
+            f"{caller}: expected a tensor or array (N, ...) in {source!r}, but got "
             f"{type(value).__name__}. Save one tensor with torch.save(x, path)."
         )
     if array.ndim == 0 or array.shape[0] == 0:
         raise _bad(
-            where,
+            caller,
             f"a non-empty pool laid out (N, ...) in {source!r}",
             f"shape {tuple(array.shape)}",
             "Give at least one row.",
@@ -177,18 +177,18 @@ def _memory_fingerprint(value: Any) -> dict[str, Any]:
     return {"memory_sha256": digest.hexdigest()}
 
 
-def _parquet(where: str, files: list[Path], source: str) -> Pool:
+def _parquet(caller: str, files: list[Path], source: str) -> Pool:
     from dropkit.score.parquet import open_parquet
 
-    return open_parquet(where, files, source)
+    return open_parquet(caller, files, source)
 
 
-def open_pool(pool: Any, where: str = "score_pool") -> Pool:
+def open_pool(pool: Any, caller: str = "score_pool") -> Pool:
     """Open and check a pool (see the module docstring for the formats).
 
     Args:
         pool: A path, folder or glob (``str`` / ``Path``), or a tensor / array.
-        where: Caller named in errors.
+        caller: Caller named in errors.
 
     Returns:
         The :class:`Pool`.
@@ -201,10 +201,10 @@ def open_pool(pool: Any, where: str = "score_pool") -> Pool:
         TypeError: For an object that is not a path, tensor or array.
     """
     if isinstance(pool, (torch.Tensor, np.ndarray)):
-        return _from_tensor(where, pool, "<in-memory pool>", _memory_fingerprint(pool))
+        return _from_tensor(caller, pool, "<in-memory pool>", _memory_fingerprint(pool))
     if not isinstance(pool, (str, os.PathLike)):
         raise TypeError(
-            f"{where}: expected a pool path (.npy, .pt, .txt, Parquet file, folder or glob) or "
+            f"{caller}: expected a pool path (.npy, .pt, .txt, Parquet file, folder or glob) or "
             f"a tensor, but got {type(pool).__name__}. Pass e.g. 'pool.npy'."
         )
     text = os.fspath(pool)
@@ -213,21 +213,21 @@ def open_pool(pool: Any, where: str = "score_pool") -> Pool:
         files = sorted(Path(p) for p in globlib.glob(os.path.expanduser(text)) if Path(p).is_file())
         if not files:
             raise FileNotFoundError(
-                f"{where}: expected Parquet files matching the pool glob, but got {text!r}, "
+                f"{caller}: expected Parquet files matching the pool glob, but got {text!r}, "
                 "which matches nothing. Check the pattern."
             )
-        return _parquet(where, files, text)
+        return _parquet(caller, files, text)
     if path.is_dir():
         files = sorted(path.glob("*.parquet"))
         if not files:
             raise FileNotFoundError(
-                f"{where}: expected *.parquet files in the pool folder, but got {text!r} with "
+                f"{caller}: expected *.parquet files in the pool folder, but got {text!r} with "
                 "none. Pass a folder of Parquet files, or a .npy / .pt / .txt file."
             )
-        return _parquet(where, files, text)
+        return _parquet(caller, files, text)
     if not path.is_file():
         raise FileNotFoundError(
-            f"{where}: expected an existing pool file, folder or glob, but got {text!r}, which "
+            f"{caller}: expected an existing pool file, folder or glob, but got {text!r}, which "
             "does not exist. Check the path."
         )
     suffix = path.suffix.lower()
@@ -236,30 +236,30 @@ def open_pool(pool: Any, where: str = "score_pool") -> Pool:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise _bad(
-                where,
+                caller,
                 f"a numpy array saved with numpy.save in {text!r}",
                 repr(str(exc)),
                 "Re-save it.",
             ) from None
-        return _from_tensor(where, array, text, _stat(path))
+        return _from_tensor(caller, array, text, _stat(path))
     if suffix == ".pt":
         try:
             value = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:  # torch raises many types for corrupt files
             raise _bad(
-                where, f"a tensor saved with torch.save in {text!r}", repr(str(exc)), "Re-save it."
+                caller, f"a tensor saved with torch.save in {text!r}", repr(str(exc)), "Re-save it."
             ) from None
-        return _from_tensor(where, value, text, _stat(path))
+        return _from_tensor(caller, value, text, _stat(path))
     if suffix == ".txt":
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise _bad(
-                where, f"UTF-8 text in {text!r}", repr(str(exc)), "Re-save it as UTF-8."
+                caller, f"UTF-8 text in {text!r}", repr(str(exc)), "Re-save it as UTF-8."
             ) from None
         kept = [(i, t.strip()) for i, t in enumerate(lines) if t.strip()]
         if not kept:
-            raise _bad(where, f"one text per line in {text!r}", "no text", "Add lines of text.")
+            raise _bad(caller, f"one text per line in {text!r}", "no text", "Add lines of text.")
         return Pool(
             kind="text",
             n_rows=len(kept),
@@ -270,9 +270,9 @@ def open_pool(pool: Any, where: str = "score_pool") -> Pool:
             _ids=np.asarray([i for i, _ in kept], dtype=np.int64),
         )
     if suffix == ".parquet":
-        return _parquet(where, [path], text)
+        return _parquet(caller, [path], text)
     raise _bad(
-        where,
+        caller,
         "a pool ending in .npy, .pt, .txt or .parquet (or a folder / glob of Parquet files)",
         repr(path.name),
         "Convert it, e.g. numpy.save('pool.npy', x).",
@@ -280,7 +280,7 @@ def open_pool(pool: Any, where: str = "score_pool") -> Pool:
 
 
 def batch_from_columns(
-    batch: dict[str, np.ndarray], columns: list[str] | None, where: str
+    batch: dict[str, np.ndarray], columns: list[str] | None, caller: str
 ) -> torch.Tensor | list[str]:
     """Rows of a Ray Data numpy batch: one tensor / text column, or numeric columns stacked."""
     names = columns or [c for c in batch if c != ID_COLUMN]
@@ -293,16 +293,16 @@ def batch_from_columns(
                 col = np.stack([np.asarray(v) for v in col])
             except ValueError:
                 raise _bad(
-                    where, f"rows of one shape in column {names[0]!r}", "mixed shapes", "Pad them."
+                    caller, f"rows of one shape in column {names[0]!r}", "mixed shapes", "Pad them."
                 ) from None
         if col.dtype.kind not in "biuf":
             raise _bad(
-                where, f"a numeric column {names[0]!r}", f"dtype {col.dtype}", "Store numbers."
+                caller, f"a numeric column {names[0]!r}", f"dtype {col.dtype}", "Store numbers."
             )
         return _as_float(torch.from_numpy(np.array(col)))
     for n in names:
         if batch[n].dtype.kind not in "biuf":
             raise _bad(
-                where, "numeric columns", f"column {n!r} of dtype {batch[n].dtype}", "Drop it."
+                caller, "numeric columns", f"column {n!r} of dtype {batch[n].dtype}", "Drop it."
             )
     return _as_float(torch.from_numpy(np.stack([np.array(batch[n]) for n in names], axis=1)))

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dropkit.report._atomic import atomic_write_bytes
+from dropkit._io import atomic_write_bytes
 
 MANIFEST = "_manifest.json"
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
@@ -91,7 +91,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def prepare(folder: Path, manifest: dict[str, Any], where: str) -> set[int]:
+def prepare(folder: Path, manifest: dict[str, Any], caller: str) -> set[int]:
     """Create or reuse the output folder; return the blocks already finished.
 
     Raises:
@@ -101,7 +101,7 @@ def prepare(folder: Path, manifest: dict[str, Any], where: str) -> set[int]:
     """
     if folder.exists() and not folder.is_dir():
         raise ValueError(
-            f"{where}: expected the output to be a folder (a Parquet dataset), but got the "
+            f"{caller}: expected the output to be a folder (a Parquet dataset), but got the "
             f"existing file {str(folder)!r}. Pass a new name, e.g. --out scores.parquet."
         )
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def prepare(folder: Path, manifest: dict[str, Any], where: str) -> set[int]:
             theirs = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(
-                f"{where}: expected a readable {MANIFEST} in {str(folder)!r}, but got "
+                f"{caller}: expected a readable {MANIFEST} in {str(folder)!r}, but got "
                 f"{exc!r}. Delete the folder or pass another --out."
             ) from None
         diff = [
@@ -122,14 +122,14 @@ def prepare(folder: Path, manifest: dict[str, Any], where: str) -> set[int]:
         ]
         if diff:
             raise ValueError(
-                f"{where}: expected {str(folder)!r} to hold blocks of this run, but got another "
+                f"{caller}: expected {str(folder)!r} to hold blocks of this run, but got another "
                 f"run's blocks: {'; '.join(diff)} (theirs != ours). Pass another --out, or "
                 "delete the folder to start over."
             )
         return done
     if done:
         raise ValueError(
-            f"{where}: expected {str(folder)!r} to be empty or to hold a dropkit score run, but "
+            f"{caller}: expected {str(folder)!r} to be empty or to hold a dropkit score run, but "
             f"got {len(done)} part files and no {MANIFEST}. Pass another --out."
         )
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"

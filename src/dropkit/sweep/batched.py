@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dropkit._optional import require
 from dropkit._validation import check_choice, check_int, check_p
-from dropkit.integrations._extras import require
 from dropkit.sweep.streams import ModelStream, Seed, keep_scale, keep_threshold
 
 _WHERE = "BatchedMLP"

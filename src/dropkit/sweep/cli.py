@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             f"best trial {best['number']}: {summary['objective']}={_round(best['value'])} {params}"
         )
     if args.out is not None:
-        from dropkit.sweep._io import write_json
+        from dropkit._io import write_json
 
         write_json(args.out, summary)
     return 0

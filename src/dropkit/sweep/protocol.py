@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dropkit.sweep._io import read_json, read_torch, write_json, write_torch
+from dropkit._io import read_json, read_torch, write_json, write_torch
 from dropkit.sweep.batched import BatchedMLP
 from dropkit.sweep.mc import mc_regression
 from dropkit.sweep.uci import UCIData, fit_validation, regularization, standardize

@@ -49,8 +49,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from dropkit._optional import require
 from dropkit._validation import check_int
-from dropkit.integrations._extras import require
 from dropkit.sweep.objectives import UserObjective, check_task, resolve, score
 from dropkit.sweep.space import SearchSpace, space_for
 from dropkit.sweep.tasks import Train
@@ -221,18 +221,18 @@ def _slot_lock(storage: Any, name: str) -> Iterator[bool]:
         yield held
 
 
-def check_timeout(where: str, timeout: Any, name: str = "timeout") -> float | None:
+def check_timeout(caller: str, timeout: Any, name: str = "timeout") -> float | None:
     """``None`` or a positive, finite number of seconds."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(
-            f"{where}: expected {name} to be a number of seconds, but got {timeout!r}. "
+            f"{caller}: expected {name} to be a number of seconds, but got {timeout!r}. "
             "Pass e.g. 3600, or None for no limit."
         )
     if not (timeout > 0 and timeout != float("inf")):
         raise ValueError(
-            f"{where}: expected {name} > 0 seconds, but got {timeout!r}. "
+            f"{caller}: expected {name} > 0 seconds, but got {timeout!r}. "
             "Pass e.g. 3600, or leave it out for no limit."
         )
     return float(timeout)

@@ -100,10 +100,10 @@ _RATIO_RULE: tuple[tuple[float, float, float], ...] = (
 _SMALL_FINE_TUNE = 10_000
 
 
-def _count(where: str, model: Any) -> int:
+def _count(caller: str, model: Any) -> int:
     if isinstance(model, nn.Module):
         return sum(p.numel() for p in model.parameters())
-    return check_int(where, model, "parameter count")
+    return check_int(caller, model, "parameter count")
 
 
 def recommend_rate(

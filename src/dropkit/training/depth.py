@@ -26,13 +26,13 @@ from dropkit._validation import _fail, check_p
 __all__ = ["DepthProfile", "constant_depth", "depth_profile", "linear_depth"]
 
 
-def _check_fraction(where: str, depth: Any) -> float:
+def _check_fraction(caller: str, depth: Any) -> float:
     if isinstance(depth, bool) or not isinstance(depth, numbers.Real):
-        raise _fail(TypeError, where, "a depth fraction (float)", depth, "Pass a float in [0, 1].")
+        raise _fail(TypeError, caller, "a depth fraction (float)", depth, "Pass a float in [0, 1].")
     d = float(depth)
     if math.isnan(d) or not 0.0 <= d <= 1.0:
         raise _fail(
-            ValueError, where, "a depth fraction in [0, 1]", depth, "Pass a float in [0, 1]."
+            ValueError, caller, "a depth fraction in [0, 1]", depth, "Pass a float in [0, 1]."
         )
     return d
 

@@ -386,11 +386,11 @@ def _lower_rung(p: float | None) -> float | None:
     return lower[-1] if lower else 0.0
 
 
-def check_monitor(where: str, monitor: Any) -> OverfitMonitor | None:
+def check_monitor(caller: str, monitor: Any) -> OverfitMonitor | None:
     """Raise TypeError unless ``monitor`` is an :class:`OverfitMonitor` or ``None``."""
     if monitor is not None and not isinstance(monitor, OverfitMonitor):
         raise TypeError(
-            f"{where}: expected monitor to be an OverfitMonitor or None, but got "
+            f"{caller}: expected monitor to be an OverfitMonitor or None, but got "
             f"{type(monitor).__name__!r}. Pass dropkit.training.OverfitMonitor(patience=3)."
         )
     return monitor

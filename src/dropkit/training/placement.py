@@ -32,7 +32,6 @@ References:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -40,6 +39,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
+from dropkit._call import call_model
 from dropkit._validation import check_bool, check_module
 
 __all__ = ["PlacementWarning", "check_placement"]
@@ -80,15 +80,6 @@ def _static_pairs(model: nn.Module) -> list[tuple[str, str]]:
     return pairs
 
 
-def _call(model: nn.Module, inputs: Any) -> None:
-    if isinstance(inputs, Mapping):
-        model(**inputs)
-    elif isinstance(inputs, tuple):
-        model(*inputs)
-    else:
-        model(inputs)
-
-
 def _probe_pairs(model: nn.Module, inputs: Any) -> list[tuple[str, str]]:
     names = {m: n for n, m in model.named_modules()}
     produced: dict[int, tuple[str, torch.Tensor]] = {}
@@ -118,7 +109,7 @@ def _probe_pairs(model: nn.Module, inputs: Any) -> list[tuple[str, str]]:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             for module in model.modules():
                 module.training = _is_dropout(module)
-            _call(model, inputs)
+            call_model(model, inputs)
     finally:
         for handle in handles:
             handle.remove()

@@ -45,9 +45,9 @@ __all__ = [
 ]
 
 
-def check_step(where: str, step: Any) -> int:
+def check_step(caller: str, step: Any) -> int:
     """Validate a training step: an int ``>= 0`` (bools rejected)."""
-    return check_int(where, step, "step", minimum=0)
+    return check_int(caller, step, "step", minimum=0)
 
 
 def _fmt(value: float) -> str:
@@ -137,8 +137,8 @@ def constant(p: float) -> Schedule:
     return Schedule(lambda step: p, f"constant({_fmt(p)})")
 
 
-def _span(where: str, steps: Any) -> int:
-    return check_int(where, steps, "steps", minimum=1)
+def _span(caller: str, steps: Any) -> int:
+    return check_int(caller, steps, "steps", minimum=1)
 
 
 def linear(start: float, end: float, steps: int) -> Schedule:
@@ -253,12 +253,12 @@ def late(p: float, start: int) -> Schedule:
     return Schedule(lambda step: 0.0 if step < start else p, f"late({_fmt(p)}, start={start})")
 
 
-def _check_boundaries(where: str, boundaries: Sequence[Any], count: int) -> list[int]:
-    bounds = [check_int(where, b, "boundary", minimum=1) for b in boundaries]
+def _check_boundaries(caller: str, boundaries: Sequence[Any], count: int) -> list[int]:
+    bounds = [check_int(caller, b, "boundary", minimum=1) for b in boundaries]
     if len(bounds) != count or any(b >= c for b, c in zip(bounds, bounds[1:])):
         raise _fail(
             ValueError,
-            where,
+            caller,
             f"{count} strictly increasing boundaries (one fewer than the pieces)",
             list(boundaries),
             "Pass boundaries like [100, 500] for three pieces.",
@@ -345,12 +345,12 @@ def clip(schedule: Callable[[int], Any] | float, low: float = 0.0, high: float =
     )
 
 
-def _combine(where: str, op: Callable[..., float], schedules: Sequence[Any]) -> Schedule:
+def _combine(caller: str, op: Callable[..., float], schedules: Sequence[Any]) -> Schedule:
     parts = [as_schedule(s) for s in schedules]
     if not parts:
-        raise _fail(ValueError, where, "at least one schedule", [], "Pass one or more schedules.")
+        raise _fail(ValueError, caller, "at least one schedule", [], "Pass one or more schedules.")
     return Schedule(
-        lambda step: op(s(step) for s in parts), f"{where}({', '.join(map(repr, parts))})"
+        lambda step: op(s(step) for s in parts), f"{caller}({', '.join(map(repr, parts))})"
     )
 
 

@@ -174,7 +174,7 @@ def progress_bar(enabled: bool | None, total: int | None) -> Any:
         except ImportError:
             return None
     else:
-        from dropkit.integrations._extras import require
+        from dropkit._optional import require
 
         tqdm = require("tqdm", "report", WHERE)
     return tqdm.tqdm(total=total, unit="input", desc="mc_predict", leave=False)

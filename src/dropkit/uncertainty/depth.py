@@ -27,8 +27,9 @@ from typing import Any
 from torch import nn
 
 from dropkit._blocks import Blocks, find_blocks
+from dropkit._call import call_model
 from dropkit.sites import _static_sites
-from dropkit.uncertainty.split import Plan, _Captured, _site_modules, call_model
+from dropkit.uncertainty.split import Plan, _Captured, _site_modules
 
 __all__ = ["blocks_plan"]
 

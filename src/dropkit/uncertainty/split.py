@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dropkit._call import call_model
+
 
 class _Captured(Exception):
     """Raised inside a forward to stop it once the backbone output is captured."""
@@ -39,13 +41,6 @@ class _Captured(Exception):
     def __init__(self, value: Any) -> None:
         super().__init__("backbone output captured")
         self.value = value
-
-
-def call_model(model: Callable[..., Any], inputs: Any) -> Any:
-    """Call ``model(**inputs)`` for a mapping, else ``model(inputs)``."""
-    if isinstance(inputs, Mapping):
-        return model(**dict(inputs))
-    return model(inputs)
 
 
 def map_rows(obj: Any, n: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:

@@ -1,14 +1,20 @@
-"""Atomic file writes: a temporary file in the target folder, then a rename.
+"""The one home of dropkit's file writes: atomic, so nothing is half-written.
 
+Every writer of dropkit (reports, ``metrics.json``, sweep checkpoints, score
+stores, ``bench --out``) goes through :func:`atomic_write_bytes`: a temporary
+file in the target folder, flushed and synced, then renamed over the target.
 An interrupted run (Ctrl-C, a crash) therefore never leaves a half-written
-report: the target either keeps its old content or gets the complete new one.
+file: the target either keeps its old content or gets the complete new one.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -50,3 +56,33 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented, key-sorted JSON atomically (missing folders are created)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(target, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file written by :func:`write_json`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_torch(path: str | os.PathLike[str], data: Any) -> Path:
+    """``torch.save`` ``data`` atomically (missing folders are created)."""
+    import torch
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    return atomic_write_bytes(target, buffer.getvalue())
+
+
+def read_torch(path: str | os.PathLike[str]) -> Any:
+    """Load a checkpoint written by :func:`write_torch` (tensors and plain data only)."""
+    import torch
+
+    return torch.load(Path(path), weights_only=True)

@@ -6,12 +6,12 @@ import importlib
 from types import ModuleType
 
 
-def require(module: str, extra: str, where: str) -> ModuleType:
+def require(module: str, extra: str, caller: str) -> ModuleType:
     """Import ``module`` or raise ImportError telling which dropkit extra provides it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"{where}: expected the optional dependency {module!r}, but it is not installed. "
+            f"{caller}: expected the optional dependency {module!r}, but it is not installed. "
             f"Install it with: pip install 'dropkit[{extra}]'"
         ) from exc
