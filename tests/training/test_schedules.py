@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -10,12 +11,43 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dropkit
+import dropkit.functional as DF
 from dropkit import schedules as S
 
 
 def test_reexported_as_dropkit_schedules() -> None:
     assert dropkit.schedules.cosine is S.cosine
     assert dropkit.schedules.linear_depth is dropkit.training.linear_depth
+    assert S.cosine.__module__ == "dropkit.schedules.time"
+    assert S.linear_depth.__module__ == "dropkit.schedules.depth"
+
+
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("dropkit.training.schedules", "cosine", "dropkit.schedules.time"),
+        ("dropkit.training.schedules", "check_step", "dropkit.schedules.time"),
+        ("dropkit.training.depth", "linear_depth", "dropkit.schedules.depth"),
+    ],
+)
+def test_old_module_paths_warn_and_resolve(old: str, name: str, new: str) -> None:
+    module = importlib.import_module(old)
+    with pytest.warns(
+        DeprecationWarning, match=rf"{old}\.{name} is deprecated; import {name} from {new}"
+    ):
+        value = getattr(module, name)
+    assert value is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        module.nope  # noqa: B018
+
+
+def test_drop_path_rates_is_linear_depth_at_block_fractions() -> None:
+    # One formula: the functional's rates are the depth profile read at the blocks.
+    for depth in (1, 2, 5, 12):
+        fractions = S.depth.block_fractions(depth)
+        assert DF.drop_path_rates(0.3, depth) == [S.linear_depth(0.3)(d) for d in fractions]
+    assert S.depth.block_fractions(3) == [0.0, 0.5, 1.0]
+    assert S.time.lerp(0.1, 0.7, 0.0) == 0.1 and S.time.lerp(0.1, 0.7, 1.0) == 0.7
 
 
 @given(step=st.integers(0, 3000))

@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from dropkit._optional import require
+from dropkit.schedules import as_schedule
 from dropkit.training.monitor import OverfitMonitor, Verdict, check_monitor
 from dropkit.training.scheduler import DropoutScheduler
-from dropkit.training.schedules import as_schedule
 
 _transformers = require("transformers", "hf", "dropkit.integrations.hf.DropoutCallback")
 _TrainerCallback: Any = _transformers.TrainerCallback

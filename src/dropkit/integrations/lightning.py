@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dropkit._optional import require
+from dropkit.schedules import as_schedule
 from dropkit.training.monitor import OverfitMonitor, Verdict, check_monitor
 from dropkit.training.scheduler import DropoutScheduler
-from dropkit.training.schedules import as_schedule
 
 _pl = require("lightning.pytorch", "lightning", "dropkit.integrations.lightning")
 _Callback: Any = _pl.Callback

@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 
 from dropkit._registry import register_dropout
-from dropkit._validation import _fail, check_flags, check_generator, check_int, check_p
+from dropkit._validation import _fail, check_flags, check_generator, check_p
 from dropkit.kernels import draw_mask
 from dropkit.nn._base import DropoutBase, check_tensor
+from dropkit.schedules.depth import block_fractions, linear_depth
 
 
 def _drop_path(
@@ -97,7 +98,9 @@ def drop_path_rates(p: float, depth: int) -> list[float]:
 
     The linear rule of Huang et al. (2016): block ``i`` of ``depth`` gets
     ``p * i / (depth - 1)``, so early blocks (which all later ones depend on)
-    are rarely dropped and the last block gets ``p``.
+    are rarely dropped and the last block gets ``p``. This is
+    :func:`dropkit.schedules.linear_depth` read at
+    :func:`dropkit.schedules.depth.block_fractions`, the one formula.
 
     Args:
         p: Rate of the deepest block, in ``[0, 1]``.
@@ -115,10 +118,8 @@ def drop_path_rates(p: float, depth: int) -> list[float]:
         [0.0, 0.05, 0.1]
     """
     p = check_p("drop_path_rates", p, allow_one=True)
-    depth = check_int("drop_path_rates", depth, "depth", minimum=1)
-    if depth == 1:
-        return [0.0]
-    return [p * i / (depth - 1) for i in range(depth)]
+    profile = linear_depth(p)
+    return [profile(d) for d in block_fractions(depth, "drop_path_rates")]
 
 
 @register_dropout("path")

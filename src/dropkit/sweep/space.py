@@ -117,7 +117,7 @@ def site_rate(params: dict[str, Any], kind: str, depth: float, progress: float =
         >>> site_rate({"p": 0.4, "profile": "increasing", "schedule": "constant"}, "element", 0.5)
         0.2
     """
-    from dropkit.training.depth import constant_depth, linear_depth
+    from dropkit.schedules import constant_depth, linear_depth
 
     base = float(params.get(f"p_{kind}", params["p"]))
     profile = params.get("profile", "constant")

@@ -17,13 +17,13 @@ References:
     Morerio et al., "Curriculum Dropout", ICCV 2017.
 """
 
+from dropkit.schedules.depth import DepthProfile, constant_depth, depth_profile, linear_depth
+from dropkit.schedules.time import Schedule, as_schedule
 from dropkit.training.advisor import SCENARIOS, Recommendation, recommend_rate
-from dropkit.training.depth import DepthProfile, constant_depth, depth_profile, linear_depth
 from dropkit.training.loop import scheduled, steps
 from dropkit.training.monitor import REGIMES, Action, OverfitMonitor, Verdict
 from dropkit.training.placement import PlacementWarning, check_placement
 from dropkit.training.scheduler import DropoutScheduler
-from dropkit.training.schedules import Schedule, as_schedule
 
 __all__ = [
     "REGIMES",

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from dropkit.schedules.time import check_step
 from dropkit.training.scheduler import DropoutScheduler
-from dropkit.training.schedules import check_step
 
 __all__ = ["scheduled", "steps"]
 

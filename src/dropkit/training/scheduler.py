@@ -22,8 +22,8 @@ from typing import Any
 from torch import nn
 
 from dropkit._validation import _fail, check_module
-from dropkit.training.depth import DepthProfile, depth_profile
-from dropkit.training.schedules import Schedule, as_schedule, check_step
+from dropkit.schedules.depth import DepthProfile, depth_profile
+from dropkit.schedules.time import Schedule, as_schedule, check_step
 
 __all__ = ["DropoutScheduler"]
 
