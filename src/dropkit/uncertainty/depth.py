@@ -29,7 +29,7 @@ from torch import nn
 from dropkit._blocks import Blocks, find_blocks
 from dropkit._call import call_model
 from dropkit.sites import _static_sites
-from dropkit.uncertainty.split import Plan, _Captured, _site_modules
+from dropkit.uncertainty._plan import Plan, _Captured, _site_modules
 
 __all__ = ["blocks_plan"]
 
@@ -125,7 +125,7 @@ def _after(model: nn.Module, blocks: Blocks) -> list[nn.Module]:
 
 
 def blocks_plan(model: nn.Module, sites: list[Any]) -> Plan | None:
-    """A :class:`~dropkit.uncertainty.split.Plan` that caches the first blocks, or None.
+    """A :class:`~dropkit.uncertainty._plan.Plan` that caches the first blocks, or None.
 
     None when the model has no repeated blocks, when the first active site lies
     in block 0, or when an active site's module comes before the blocks. If the

@@ -26,21 +26,13 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from dropkit._call import call_model
-
-
-class _Captured(Exception):
-    """Raised inside a forward to stop it once the backbone output is captured."""
-
-    def __init__(self, value: Any) -> None:
-        super().__init__("backbone output captured")
-        self.value = value
+from dropkit.uncertainty._plan import Plan, _Captured, _site_modules
 
 
 def map_rows(obj: Any, n: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
@@ -81,13 +73,6 @@ def take_rows(obj: Any, n: int, rows: torch.Tensor) -> Any:
     return map_rows(obj, n, lambda t: t.index_select(0, rows.to(t.device)))
 
 
-def _site_modules(site: Any) -> list[nn.Module]:
-    mods = [
-        m for m in (getattr(site, "module", None), *getattr(site, "gates", ())) if m is not None
-    ]
-    return mods
-
-
 def sites_inside(sites: Iterable[Any], root: Any) -> tuple[list[str], list[str]]:
     """Partition site paths into those inside ``root``'s subtree and those outside.
 
@@ -103,26 +88,6 @@ def sites_inside(sites: Iterable[Any], root: Any) -> tuple[list[str], list[str]]
         else:
             outside.append(path)
     return inside, outside
-
-
-@dataclass
-class Plan:
-    """How one MC call runs: a deterministic ``prefix`` and a stochastic ``run``.
-
-    Attributes:
-        kind: ``"none"``, ``"sequential"``, ``"backbone"``, ``"blocks"`` or
-            ``"explicit"``.
-        prefix: ``inputs -> state``; the state is what gets replicated.
-        run: ``state -> raw model output`` for a (replicated) state.
-        modules: Modules of the stochastic part (for the memory estimate).
-        detail: Human-readable description of the cut (for ``extras``).
-    """
-
-    kind: str
-    prefix: Callable[[Any], Any]
-    run: Callable[[Any], Any]
-    modules: list[nn.Module] = field(default_factory=list)
-    detail: str = ""
 
 
 def _no_split(model: nn.Module) -> Plan:
