@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+import dropkit.metrics._checks as metric_checks
 from dropkit._validation import (
+    _fail,
     check_bool,
     check_callable,
     check_choice,
@@ -119,3 +121,11 @@ def test_check_callable_counts_positional_arguments() -> None:
         check_callable("f", lambda a: 0, "p", 2, "p=lambda s, d: 0.1")
     with pytest.raises(TypeError, match=r"expected where to take 1 positional argument, but"):
         check_callable("f", lambda a, b: 0, "where", 1, "where=lambda s: True")
+
+
+def test_fail_is_the_one_error_helper() -> None:
+    err = _fail(ValueError, "Layer", "p in [0, 1)", 1.5, "Use a probability such as 0.1.")
+    assert isinstance(err, ValueError)
+    assert str(err) == "Layer: expected p in [0, 1), but got 1.5. Use a probability such as 0.1."
+    # metrics share it rather than keeping a copy
+    assert metric_checks._fail is _fail

@@ -1,6 +1,6 @@
 """Argument checks shared by every public API, with one error wording.
 
-Every message follows ``"{where}: expected {what}, but got {value!r}. {fix}"`` so a
+Every message follows ``"{caller}: expected {what}, but got {value!r}. {fix}"`` so a
 user sees which call failed, what it wanted, what it received and what to do.
 """
 
@@ -9,14 +9,25 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
+TensorLike: TypeAlias = torch.Tensor | ArrayLike
+"""What tensor arguments of metrics, calibrators and acquisition accept:
+a tensor, a NumPy array or a nested sequence of numbers."""
 
-def _fail(exc: type[Exception], caller: str, what: str, value: Any, fix: str) -> Exception:
-    return exc(f"{caller}: expected {what}, but got {value!r}. {fix}")
+_E = TypeVar("_E", bound=Exception)
+
+
+def _fail(exc_type: type[_E], caller: str, what: str, value: object, fix: str) -> _E:
+    """Build the house-style error (the one error helper; ``raise _fail(...)``).
+
+    The message reads ``"{caller}: expected {what}, but got {value!r}. {fix}"``.
+    """
+    return exc_type(f"{caller}: expected {what}, but got {value!r}. {fix}")
 
 
 def check_p(caller: str, p: Any, *, allow_one: bool = False, name: str = "p") -> float:

@@ -40,7 +40,7 @@ from torch import nn
 from torch.func import functional_call
 
 from dropkit._optional import require
-from dropkit._validation import check_choice, check_int, check_module
+from dropkit._validation import _fail, check_choice, check_int, check_module
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
 from dropkit.baselines._cost import PeakTensorMemory
 from dropkit.baselines._hmc_diagnostics import HMCDiagnostics, summarize_draws
@@ -54,9 +54,9 @@ NOISE_PRIOR = (1.0, 0.1)
 
 def _positive(caller: str, value: Any, name: str, fix: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{caller}: expected {name} to be a float, but got {value!r}. {fix}")
+        raise _fail(TypeError, caller, f"{name} to be a float", value, fix)
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{caller}: expected {name} > 0, but got {value!r}. {fix}")
+        raise _fail(ValueError, caller, f"{name} > 0", value, fix)
     return float(value)
 
 

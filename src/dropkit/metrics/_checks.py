@@ -13,13 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dropkit._validation import _fail
+
 #: Rows of a probability matrix must sum to 1 within this absolute tolerance.
 #: Loose enough for float16/bfloat16 softmax outputs, tight enough to reject logits.
 PROB_SUM_ATOL = 1e-3
-
-
-def _fail(exc: type[Exception], caller: str, what: str, value: Any, fix: str) -> Exception:
-    return exc(f"{caller}: expected {what}, but got {value!r}. {fix}")
 
 
 def as_tensor(caller: str, x: Any, name: str) -> torch.Tensor:

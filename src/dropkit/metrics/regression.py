@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from dropkit._validation import _fail
 from dropkit.metrics._checks import as_tensor, check_finite, check_same_shape
 
 
@@ -147,7 +148,7 @@ def _z(level: float) -> float:
 
 def _check_level(caller: str, level: Any) -> float:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"{caller}: expected level in (0, 1), but got {level!r}. Pass e.g. 0.95.")
+        raise _fail(ValueError, caller, "level in (0, 1)", level, "Pass e.g. 0.95.")
     return float(level)
 
 

@@ -389,8 +389,11 @@ def _lower_rung(p: float | None) -> float | None:
 def check_monitor(caller: str, monitor: Any) -> OverfitMonitor | None:
     """Raise TypeError unless ``monitor`` is an :class:`OverfitMonitor` or ``None``."""
     if monitor is not None and not isinstance(monitor, OverfitMonitor):
-        raise TypeError(
-            f"{caller}: expected monitor to be an OverfitMonitor or None, but got "
-            f"{type(monitor).__name__!r}. Pass dropkit.training.OverfitMonitor(patience=3)."
+        raise _fail(
+            TypeError,
+            caller,
+            "monitor to be an OverfitMonitor or None",
+            type(monitor).__name__,
+            "Pass dropkit.training.OverfitMonitor(patience=3).",
         )
     return monitor
