@@ -23,7 +23,7 @@ _E = TypeVar("_E", bound=Exception)
 
 
 def _fail(exc_type: type[_E], caller: str, what: str, value: object, fix: str) -> _E:
-    """Build the house-style error (the one error helper; ``raise _fail(...)``).
+    """Build the house-style error; the one error helper that every check raises.
 
     The message reads ``"{caller}: expected {what}, but got {value!r}. {fix}"``.
     """
