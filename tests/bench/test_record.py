@@ -15,7 +15,7 @@ import torch
 from dropkit.bench import _record
 from dropkit.bench._record import cpu_model, machine, machine_line, write_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DROPKIT = str(Path(sys.executable).with_name("dropkit"))
 BENCH_MODULES = ("kernels", "mc", "digits", "schedules", "sweep", "uci", "bayes", "score")
 
