@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from dropkit._validation import check_bool
+from dropkit.score._run import WHERE, _build, _Progress, _span
 from dropkit.score.engine import ScoreSettings, score_rows
 from dropkit.score.pool import Pool, open_pool
 from dropkit.score.store import (
@@ -39,7 +40,6 @@ from dropkit.score.store import (
 )
 from dropkit.score.topk import ACQUIRE, Ranked, candidates, column_for, merge, scores_of, top_k
 
-WHERE = "score_pool"
 ENGINES = ("local", "ray")
 
 
@@ -81,29 +81,6 @@ class ScoreRun:
         return pa.concat_tables(list(read_parts(self.path, range(self.blocks))))
 
 
-class _Progress:
-    """``rows/total (rate)`` on one terminal line, only when enabled."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.done = total, enabled, 0
-        self.start = self.last = time.monotonic()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.enabled and (now - self.last >= 0.5 or self.done >= self.total):
-            rate = self.done / max(now - self.start, 1e-9)
-            sys.stderr.write(
-                f"\rdropkit score: {self.done:,}/{self.total:,} rows ({rate:,.0f} rows/s)"
-            )
-            sys.stderr.flush()
-            self.last = now
-
-    def close(self) -> None:
-        if self.enabled and self.done:
-            sys.stderr.write("\n")
-
-
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(
@@ -117,19 +94,6 @@ def _positive(name: str, value: Any, optional: bool = True) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{WHERE}: expected {name} >= 1 (an int), but got {value!r}. Pass e.g. 2.")
-
-
-def _build(model_or_factory: Any) -> nn.Module:
-    model = model_or_factory if isinstance(model_or_factory, nn.Module) else None
-    if model is None and callable(model_or_factory):
-        model = model_or_factory()
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"{WHERE}: expected an nn.Module or a factory returning one, but got "
-            f"{type(model_or_factory if model is None else model).__name__}. "
-            "Pass the model, or a zero-argument function building it."
-        )
-    return model
 
 
 def score_pool(
@@ -306,10 +270,6 @@ def score_pool(
             shutil.rmtree(folder, ignore_errors=True)
     run.seconds = time.monotonic() - t0
     return run
-
-
-def _span(data: Pool, b: int, block_rows: int) -> tuple[int, int]:
-    return b * block_rows, min((b + 1) * block_rows, data.n_rows)
 
 
 def _run_local(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from dropkit.score.api import WHERE, _build, _Progress, _span
+from dropkit.score._run import WHERE, _build, _Progress, _span
 from dropkit.score.engine import BlockScores, ScoreSettings, score_rows
 from dropkit.score.pool import Pool
 from dropkit.score.store import write_part

@@ -9,13 +9,14 @@ ids) and read by row groups, so memory follows the block, not the pool.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dropkit._optional import require
-from dropkit.score.pool import ID_COLUMN, Pool, _bad, _stat
+from dropkit.score._common import ID_COLUMN, _bad, _stat
 
 
 def _pyarrow(caller: str) -> Any:
@@ -80,8 +81,31 @@ def _check_ids(caller: str, ids: np.ndarray, source: str) -> None:
         )
 
 
-def open_parquet(caller: str, paths: list[Path], source: str) -> Pool:
-    """Open and check Parquet files as one :class:`~dropkit.score.pool.Pool`.
+@dataclass
+class ParquetFiles:
+    """Parquet files opened and checked as one pool (``pool`` builds its ``Pool`` from this).
+
+    Attributes:
+        kind: ``"tensor"`` or ``"text"``.
+        n_rows: Number of rows over all files.
+        row_shape: Shape of one row (tensor pools).
+        fingerprint: Paths with sizes and mtimes, and the input columns.
+        ids: The ``row_id`` column, or None (row id = position).
+        files: The open ``pyarrow.parquet.ParquetFile`` objects, in order.
+        columns: The input columns (every column but ``row_id``).
+    """
+
+    kind: str
+    n_rows: int
+    row_shape: tuple[int, ...]
+    fingerprint: dict[str, Any]
+    ids: np.ndarray | None
+    files: list[Any]
+    columns: list[str]
+
+
+def open_parquet(caller: str, paths: list[Path], source: str) -> ParquetFiles:
+    """Open and check Parquet files as one pool (see :class:`ParquetFiles`).
 
     Raises:
         ValueError: For an unreadable file, files with other columns, a
@@ -152,15 +176,14 @@ def open_parquet(caller: str, paths: list[Path], source: str) -> Pool:
             [f.read(columns=[ID_COLUMN]).column(0).to_numpy() for f in files]
         ).astype(np.int64)
         _check_ids(caller, ids, source)
-    return Pool(
+    return ParquetFiles(
         kind=kind,
         n_rows=n_rows,
         row_shape=row_shape,
-        source=source,
         fingerprint={"files": [_stat(p) for p in paths], "columns": names},
-        _ids=ids,
-        _files=files,
-        _columns=names,
+        ids=ids,
+        files=files,
+        columns=names,
     )
 
 

@@ -32,11 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-ID_COLUMN = "row_id"
-
-
-def _bad(caller: str, what: str, got: Any, fix: str) -> ValueError:
-    return ValueError(f"{caller}: expected {what}, but got {got}. {fix}")
+from dropkit.score._common import ID_COLUMN, _bad, _stat
 
 
 @dataclass
@@ -107,11 +103,6 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _stat(path: Path) -> dict[str, Any]:
-    st = path.stat()
-    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def _from_tensor(caller: str, value: Any, source: str, fingerprint: dict[str, Any]) -> Pool:
     if (
         isinstance(value, (list, tuple))
@@ -180,7 +171,17 @@ def _memory_fingerprint(value: Any) -> dict[str, Any]:
 def _parquet(caller: str, files: list[Path], source: str) -> Pool:
     from dropkit.score.parquet import open_parquet
 
-    return open_parquet(caller, files, source)
+    opened = open_parquet(caller, files, source)
+    return Pool(
+        kind=opened.kind,
+        n_rows=opened.n_rows,
+        row_shape=opened.row_shape,
+        source=source,
+        fingerprint=opened.fingerprint,
+        _ids=opened.ids,
+        _files=opened.files,
+        _columns=opened.columns,
+    )
 
 
 def open_pool(pool: Any, caller: str = "score_pool") -> Pool:
