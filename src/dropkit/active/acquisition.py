@@ -5,8 +5,9 @@ Every function maps an :class:`~dropkit.uncertainty.result.MCResult` (or samples
 acquire first**; :func:`top_k` turns scores into indices. Natural logs.
 
 * ``bald``: mutual information ``H[E_s p_s] - E_s H[p_s]`` (Houlsby et al., 2011;
-  Gal et al., 2017).
-* ``max_entropy``: predictive entropy ``H[E_s p_s]`` (Shannon, 1948).
+  Gal et al., 2017); an alias of :func:`dropkit.metrics.mutual_information`.
+* ``max_entropy``: predictive entropy ``H[E_s p_s]`` (Shannon, 1948); an alias
+  of :func:`dropkit.metrics.predictive_entropy`.
 * ``variation_ratio``: ``1 - (count of the modal class over samples) / S``
   (Freeman, 1965).
 * ``margin``: ``1 - (p_(1) - p_(2))`` of the mean probabilities, so the smallest
@@ -28,58 +29,39 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
-from dropkit._validation import check_generator, check_int
-from dropkit.metrics._checks import as_probs, as_tensor, check_finite
+from dropkit._validation import TensorLike, check_generator, check_int
+from dropkit.metrics._checks import as_probs, as_tensor
+from dropkit.metrics.information import (
+    _mutual_information,
+    _predictive_entropy,
+    as_samples,
+    cached,
+    entropy,
+)
 from dropkit.uncertainty.result import MCResult
 
-
-def entropy(probs: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy over the last dim with ``0 log 0 = 0`` (natural log)."""
-    return -torch.special.xlogy(probs, probs).sum(-1)
-
-
-def as_samples(caller: str, x: Any) -> torch.Tensor:
-    """Return validated float64 class-probability samples ``(S, N, C)``.
-
-    Accepts an ``MCResult`` that kept its samples, or a tensor ``(S, N, C)``.
-    """
-    if isinstance(x, MCResult):
-        if x.samples is None:
-            raise ValueError(
-                f"{caller}: expected an MCResult with samples, but got one with samples=None. "
-                "Call mc_predict(..., keep_samples=True)."
-            )
-        x = x.samples
-    s = as_tensor(caller, x, "samples")
-    if s.dim() != 3 or 0 in s.shape:
-        raise ValueError(
-            f"{caller}: expected samples of shape (S, N, C), but got {tuple(s.shape)}. "
-            "Stack per-sample probabilities on dim 0."
-        )
-    check_finite(caller, s, "samples")
-    as_probs(caller, s.reshape(-1, s.shape[-1]), "samples")  # each sample row a distribution
-    return s
+__all__ = [
+    "ACQUISITIONS",
+    "as_samples",
+    "bald",
+    "entropy",
+    "margin",
+    "max_entropy",
+    "mean_std",
+    "random",
+    "top_k",
+    "variation_ratio",
+]
 
 
-def _result_or_samples(caller: str, x: Any, field: str) -> torch.Tensor:
-    """Use the MCResult's summary ``field`` when it has no samples, else recompute."""
-    if isinstance(x, MCResult) and x.samples is None:
-        value = getattr(x, field)
-        if value is None:
-            raise ValueError(
-                f"{caller}: expected an MCResult with {field} or samples, but got neither. "
-                "Use a classification result from mc_predict."
-            )
-        return value.double()
-    return torch.empty(0)
+def bald(x: MCResult | TensorLike) -> torch.Tensor:
+    """BALD score: alias of :func:`dropkit.metrics.mutual_information`.
 
-
-def bald(x: Any) -> torch.Tensor:
-    """BALD score: mutual information between the label and the model parameters.
+    The acquisition name of the mutual information between the label and the
+    model parameters; errors name ``bald``.
 
     Args:
         x: ``MCResult`` or samples ``(S, N, C)``.
@@ -90,42 +72,36 @@ def bald(x: Any) -> torch.Tensor:
     Returns:
         ``H[E_s p_s] - E_s H[p_s]`` per input, float64, clamped at 0.
     """
-    cached = _result_or_samples("bald", x, "mutual_information")
-    if cached.numel():
-        return cached
-    s = as_samples("bald", x)
-    return (entropy(s.mean(0)) - entropy(s).mean(0)).clamp_min(0)
+    return _mutual_information("bald", x)
 
 
-def max_entropy(x: Any) -> torch.Tensor:
-    """Predictive entropy ``H[E_s p_s]``; also accepts mean probabilities ``(N, C)``.
+def max_entropy(x: MCResult | TensorLike) -> torch.Tensor:
+    """Predictive entropy: alias of :func:`dropkit.metrics.predictive_entropy`.
+
+    ``H[E_s p_s]``; also accepts mean probabilities ``(N, C)``. Errors name
+    ``max_entropy``.
 
     Shape:
         - samples: ``(S, N, C)`` or ``(N, C)``; output ``(N,)``.
     """
-    cached = _result_or_samples("max_entropy", x, "predictive_entropy")
-    if cached.numel():
-        return cached
-    if isinstance(x, MCResult) and x.samples is not None:
-        x = x.samples
-    return entropy(as_probs("max_entropy", x))
+    return _predictive_entropy("max_entropy", x)
 
 
-def variation_ratio(x: Any) -> torch.Tensor:
+def variation_ratio(x: MCResult | TensorLike) -> torch.Tensor:
     """``1 - mode count / S`` of the per-sample predicted classes.
 
     Shape:
         - samples: ``(S, N, C)``; output ``(N,)``.
     """
-    cached = _result_or_samples("variation_ratio", x, "variation_ratio")
-    if cached.numel():
-        return cached
+    known = cached("variation_ratio", x, "variation_ratio")
+    if known is not None:
+        return known
     s = as_samples("variation_ratio", x)
     votes = torch.nn.functional.one_hot(s.argmax(-1), s.shape[-1]).sum(0)  # (N, C)
     return 1.0 - votes.max(-1).values.double() / s.shape[0]
 
 
-def margin(x: Any) -> torch.Tensor:
+def margin(x: MCResult | TensorLike) -> torch.Tensor:
     """``1 - (p_(1) - p_(2))`` of the mean probabilities (smallest margin first).
 
     Shape:
@@ -140,20 +116,20 @@ def margin(x: Any) -> torch.Tensor:
     return 1.0 - (top[:, 0] - top[:, 1])
 
 
-def mean_std(x: Any) -> torch.Tensor:
+def mean_std(x: MCResult | TensorLike) -> torch.Tensor:
     """Mean over classes of the standard deviation of ``p_s`` over samples.
 
     Shape:
         - samples: ``(S, N, C)``; output ``(N,)``.
     """
-    cached = _result_or_samples("mean_std", x, "std")
-    if cached.numel():
-        return cached.mean(-1)
+    known = cached("mean_std", x, "std")
+    if known is not None:
+        return known.mean(-1)
     s = as_samples("mean_std", x)
     return s.std(0, unbiased=False).mean(-1)
 
 
-def random(x: Any, *, generator: torch.Generator | None = None) -> torch.Tensor:
+def random(x: MCResult | TensorLike, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform random scores ``(N,)`` (the random-acquisition baseline).
 
     Args:

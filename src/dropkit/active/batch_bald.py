@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from dropkit._validation import check_generator, check_int
-from dropkit.active.acquisition import as_samples, entropy
+from dropkit.metrics.information import as_samples, entropy
 
 # Candidate chunks keep (chunk, configs, C) float64 blocks under this many elements.
 _BLOCK = 1 << 22

@@ -31,7 +31,8 @@ from dropkit._optional import require
 from dropkit._validation import check_choice, check_int, check_module
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
 from dropkit.metrics._checks import as_labels
-from dropkit.uncertainty.result import MCResult, _entropy
+from dropkit.metrics.information import entropy
+from dropkit.uncertainty.result import MCResult
 
 STRUCTURES = ("kron", "diag", "full")
 PRIOR_METHODS = ("marglik", "gridsearch")
@@ -213,7 +214,7 @@ class LastLayerLaplace:
                 task="classification",
                 mean=mean,
                 samples_used=torch.ones(mean.shape[0], dtype=torch.int64),
-                predictive_entropy=_entropy(mean),
+                predictive_entropy=entropy(mean),
             )
         else:
             result = MCResult.from_samples(torch.cat(outs, 1), keep_samples=keep_samples)

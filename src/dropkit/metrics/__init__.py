@@ -1,4 +1,4 @@
-"""Uncertainty metrics: calibration, OOD detection, selective prediction, regression.
+"""Uncertainty metrics: information, calibration, OOD, selective prediction, regression.
 
 Functional and layout-agnostic: classification metrics take probabilities
 ``(N, C)``, MC / ensemble samples ``(S, N, C)`` (averaged over ``S`` first) or an
@@ -27,6 +27,7 @@ from dropkit.metrics.calibration import (
     nll,
     reliability_diagram,
 )
+from dropkit.metrics.information import mutual_information, predictive_entropy
 from dropkit.metrics.ood import aupr_in, aupr_out, auroc, fpr_at_tpr, ood_scores
 from dropkit.metrics.regression import (
     RegressionCalibration,
@@ -57,8 +58,10 @@ __all__ = [
     "interval_coverage",
     "mc_log_likelihood",
     "mce",
+    "mutual_information",
     "nll",
     "ood_scores",
+    "predictive_entropy",
     "regression_calibration_curve",
     "reliability_diagram",
     "risk_coverage",

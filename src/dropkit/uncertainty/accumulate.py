@@ -15,7 +15,8 @@ import math
 
 import torch
 
-from dropkit.uncertainty.result import MCResult, _entropy
+from dropkit.metrics.information import entropy, entropy_terms
+from dropkit.uncertainty.result import MCResult
 
 
 def _view_rows(count: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -120,7 +121,7 @@ class MCAccumulator:
         b["mean"][idx] = mean + delta * (nb / tot_v)
         b["m2"][idx] = b["m2"][idx] + c_m2 + delta**2 * (na_f * nb / tot_v)
         if self.task == "classification":
-            b["ent"][idx] = b["ent"][idx] + _entropy(x).sum(0)
+            b["ent"][idx] = b["ent"][idx] + entropy(x).sum(0)
             hot = torch.nn.functional.one_hot(x.argmax(-1), x.shape[-1]).sum(0)
             b["votes"][idx] = b["votes"][idx] + hot
         else:
@@ -211,8 +212,8 @@ class MCAccumulator:
         var = b["m2"] / cnt
         samples = b.get("kept")
         if self.task == "classification":
-            pe = _entropy(mean)
             ee = b["ent"] / cnt.squeeze(-1)
+            pe, mi = entropy_terms(mean, ee)
             vr = 1.0 - b["votes"].max(-1).values.double() / cnt.squeeze(-1)
             return MCResult(
                 task="classification",
@@ -221,7 +222,7 @@ class MCAccumulator:
                 samples=samples,
                 predictive_entropy=pe.to(dtype),
                 expected_entropy=ee.to(dtype),
-                mutual_information=(pe - ee).clamp_min(0).to(dtype),
+                mutual_information=mi.to(dtype),
                 variation_ratio=vr.to(dtype),
                 std=var.sqrt().to(dtype),
             )

@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-# Natural-log entropies; ``xlogy`` makes 0 * log 0 = 0 exactly.
-
-
-def _entropy(probs: torch.Tensor) -> torch.Tensor:
-    return -torch.special.xlogy(probs, probs).sum(-1)
+from dropkit.metrics.information import entropy, entropy_terms
 
 
 @dataclass
@@ -154,8 +150,8 @@ class MCResult:
         used = torch.full((n,), s, dtype=torch.int64)
         if task == "classification":
             mean = x.mean(0)
-            pe = _entropy(mean)
-            ee = _entropy(x).mean(0)
+            ee = entropy(x).mean(0)
+            pe, mi = entropy_terms(mean, ee)
             votes = torch.nn.functional.one_hot(x.argmax(-1), x.shape[-1]).sum(0)
             vr = 1.0 - votes.max(-1).values.double() / s
             std = x.std(0, unbiased=False)
@@ -166,7 +162,7 @@ class MCResult:
                 samples=samples if keep_samples else None,
                 predictive_entropy=pe.to(dtype),
                 expected_entropy=ee.to(dtype),
-                mutual_information=(pe - ee).clamp_min(0).to(dtype),
+                mutual_information=mi.to(dtype),
                 variation_ratio=vr.to(dtype),
                 std=std.to(dtype),
             )
