@@ -8,13 +8,19 @@ import torch
 from dropkit.bench import digits
 
 
-def test_stratified_split_partitions_each_class():
-    y = torch.tensor([0] * 10 + [1] * 5)
-    parts = digits.stratified_split(y, [0.6, 0.2, 0.2], torch.Generator().manual_seed(0))
-    allidx = torch.cat(parts).sort().values
-    assert torch.equal(allidx, torch.arange(15))
-    assert [int((y[p] == 0).sum()) for p in parts] == [6, 2, 2]
-    assert [int((y[p] == 1).sum()) for p in parts] == [3, 1, 1]
+def test_splits_are_stratified_per_class():
+    # the split itself is dropkit.demo.digits.split_digits (tests/demo/test_digits.py)
+    ood = digits.ood_split(0)
+    for c in range(5):
+        n = [int((part == c).sum()) for part in (ood.y_train, ood.y_val, ood.y_test)]
+        assert n[0] == round(0.6 * sum(n)) and n[1] == round(0.2 * sum(n))
+    assert len(ood.x_ood) == 1797 - sum(len(p) for p in (ood.y_train, ood.y_val, ood.y_test))
+    al = digits.al_split(0)
+    pool, test = torch.bincount(al.y_train), torch.bincount(al.y_test)
+    assert len(al.y_val) == 0 and len(al.x_ood) == 0
+    # per class, the pool takes round((1 - 500 / 1797) n_c) images and the test set the rest
+    assert pool.tolist() == [round((1 - 500 / 1797) * int(n)) for n in pool + test]
+    assert abs(len(al.y_test) - 500) <= 5  # ten roundings of at most half an image each
 
 
 def test_quick_run_writes_json(tmp_path, capsys):

@@ -48,8 +48,8 @@ from torch import nn
 from dropkit.baselines import HMC, DeepEnsemble, compare_uncertainty
 from dropkit.bench._record import write_record
 from dropkit.bench.uci import SMALL, _default_data_dir
+from dropkit.bench.uci.data import load_uci, mean_se, standardize
 from dropkit.metrics import gaussian_nll, gaussian_w2, rmse, std_correlation
-from dropkit.sweep.uci import load_uci, mean_se, standardize
 from dropkit.uncertainty import mc_predict
 
 _WHERE = "bench bayes"
@@ -221,7 +221,7 @@ def _count(model: nn.Module) -> int:
 
 
 def _digits(seed: int) -> dict[str, torch.Tensor]:
-    from dropkit.bench.digits import load_digits
+    from dropkit.demo.digits import load_digits
 
     x, y = load_digits()
     x = nn.functional.avg_pool2d(x.view(-1, 1, 8, 8), 2).flatten(1)  # (N, 16)

@@ -15,8 +15,10 @@ Three experiments, each over several seeds (mean +- std across seeds):
     MLP retrained from scratch each round (dropout-off test accuracy), BALD vs
     max entropy vs random, until 90% test accuracy or the label budget.
 
-Splits are stratified random per seed. ``--quick`` shrinks everything so the
-whole run takes seconds (it is the unit-test mode, its numbers are not results).
+Data, network, trainer and evaluator are :mod:`dropkit.demo.digits` (the
+split arguments: :func:`ood_split`, :func:`al_split`); the network uses
+:class:`torch.nn.Dropout`. Splits are stratified random per seed. ``--quick``
+shrinks everything to unit-test size (its numbers are not results).
 
 References:
     Gal, Ghahramani (2016). Dropout as a Bayesian approximation. ICML.
@@ -38,10 +40,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from dropkit._optional import require
 from dropkit.active import run_active_learning
-from dropkit.baselines import DeepEnsemble, compare_uncertainty
+from dropkit.baselines import DeepEnsemble
 from dropkit.bench._record import progress, write_record
+from dropkit.demo.digits import (
+    ALL_CLASSES,
+    IN_CLASSES,
+    DigitsSplit,
+    build_mlp,
+    evaluate,
+    fit,
+    split_digits,
+)
+
+_CALLER = "bench digits"
+N_DIGITS = 1797  # images in scikit-learn's digits
 
 FULL: dict[str, Any] = {
     "seeds": 5,
@@ -73,66 +86,40 @@ QUICK: dict[str, Any] = {
 }
 
 
-def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    """Digits images scaled to ``[0, 1]`` ``(1797, 64)`` float32 and labels int64."""
-    data = require("sklearn.datasets", "metrics", "bench digits").load_digits()
-    return torch.tensor(data.data / 16.0, dtype=torch.float32), torch.tensor(data.target).long()
-
-
-def make_mlp(n_out: int, hidden: int, p: float) -> nn.Sequential:
-    """64-H-H-n_out MLP with dropout after each hidden ReLU."""
-    return nn.Sequential(
-        nn.Linear(64, hidden), nn.ReLU(), nn.Dropout(p),
-        nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(p),
-        nn.Linear(hidden, n_out),
-    )  # fmt: skip
-
-
 def train_mlp(
     x: torch.Tensor, y: torch.Tensor, n_out: int, seed: int, cfg: dict[str, Any]
 ) -> nn.Sequential:
-    """Train from scratch: full-batch Adam with weight decay; returned in eval mode."""
-    torch.manual_seed(seed)
-    model = make_mlp(n_out, cfg["hidden"], cfg["p"])
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    model.train()
-    for _ in range(cfg["steps"]):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval()
+    """Train the digits MLP from scratch: full-batch Adam with weight decay; eval mode."""
+    model = build_mlp(n_out, hidden=cfg["hidden"], p=cfg["p"], seed=seed, dropout=nn.Dropout)
+    fit(model, x, y, epochs=cfg["steps"], lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    return model
 
 
-def stratified_split(
-    y: torch.Tensor, fractions: list[float], generator: torch.Generator
-) -> list[torch.Tensor]:
-    """Split indices per class by ``fractions`` (the last part takes the rest)."""
-    parts: list[list[torch.Tensor]] = [[] for _ in fractions]
-    for c in torch.unique(y).tolist():
-        idx = (y == c).nonzero().flatten()
-        idx = idx[torch.randperm(idx.numel(), generator=generator)]
-        start = 0
-        for i, f in enumerate(fractions):
-            stop = idx.numel() if i == len(fractions) - 1 else start + round(f * idx.numel())
-            parts[i].append(idx[start:stop])
-            start = stop
-    return [torch.cat(p) for p in parts]
-
-
-def run_ood(seed: int, cfg: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """Experiments (a) and (b) for one seed; returns per-method numbers."""
-    gen = torch.Generator().manual_seed(seed)
-    ind = (y < 5).nonzero().flatten()
-    tr, va, te = stratified_split(y[ind], [0.6, 0.2, 0.2], gen)
-    xi, yi = x[ind], y[ind]
-    model = train_mlp(xi[tr], yi[tr], 5, seed, cfg)
-    ens = DeepEnsemble.from_train_fn(
-        lambda s: train_mlp(xi[tr], yi[tr], 5, s, cfg), cfg["members"], seed=1000 * (seed + 1)
+def ood_split(seed: int) -> DigitsSplit:
+    """Experiments (a) and (b): digits 0-4 stratified 60/20/20, 5-9 OOD, not standardised."""
+    return split_digits(
+        seed, classes=IN_CLASSES, fractions=(0.6, 0.2, 0.2), stratify=True, caller=_CALLER
     )
-    cmp = compare_uncertainty(
-        model, (xi[te], yi[te]), ood=x[y >= 5], val=(xi[va], yi[va]), train=(xi[tr], yi[tr]),
-        ensemble=ens, samples=cfg["samples"], seed=seed,
+
+
+def al_split(seed: int) -> DigitsSplit:
+    """Experiment (c): all ten digits, 500 stratified test images, the rest the pool (train)."""
+    test_frac = 500 / N_DIGITS
+    return split_digits(
+        seed, classes=ALL_CLASSES, fractions=(1 - test_frac, 0.0, test_frac), stratify=True,
+        caller=_CALLER,
     )  # fmt: skip
+
+
+def run_ood(seed: int, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Experiments (a) and (b) for one seed; returns per-method numbers."""
+    split = ood_split(seed)
+    n_out = len(split.classes)
+    model = train_mlp(*split.train, n_out, seed, cfg)
+    ens = DeepEnsemble.from_train_fn(
+        lambda s: train_mlp(*split.train, n_out, s, cfg), cfg["members"], seed=1000 * (seed + 1)
+    )
+    cmp = evaluate(model, split, ensemble=ens, samples=cfg["samples"], seed=seed)
     out = {}
     for r in cmp.reports:
         out[r.method] = {
@@ -145,16 +132,13 @@ def run_ood(seed: int, cfg: dict[str, Any], x: torch.Tensor, y: torch.Tensor) ->
     return out
 
 
-def run_al(
-    seed: int, method: str, cfg: dict[str, Any], x: torch.Tensor, y: torch.Tensor
-) -> dict[str, Any]:
+def run_al(seed: int, method: str, cfg: dict[str, Any]) -> dict[str, Any]:
     """Experiment (c) for one seed and acquisition function."""
-    gen = torch.Generator().manual_seed(seed)
-    test_frac = 500 / y.numel()
-    pool, test = stratified_split(y, [1 - test_frac, test_frac], gen)
+    split = al_split(seed)
+    n_out = len(split.classes)
     res = run_active_learning(
-        x[pool], y[pool], (x[test], y[test]),
-        train_fn=lambda a, b, s: train_mlp(a, b, 10, s, cfg),
+        split.x_train, split.y_train, split.test,
+        train_fn=lambda a, b, s: train_mlp(a, b, n_out, s, cfg),
         acquire=method, initial=cfg["al_initial"], acquisition_size=cfg["al_size"],
         budget=cfg["al_budget"], samples=cfg["al_samples"], seed=seed,
         target_accuracy=cfg["al_target"],
@@ -264,18 +248,16 @@ def main(argv: list[str] | None = None) -> int:
             "Pass e.g. --skip al."
         )
     torch.set_num_threads(1)
-    x, y = load_digits()
     start = time.perf_counter()
     ood = [
-        run_ood(s, cfg, x, y)
-        for s in progress(range(0 if "ood" in skip else cfg["seeds"]), "ood seeds")
+        run_ood(s, cfg) for s in progress(range(0 if "ood" in skip else cfg["seeds"]), "ood seeds")
     ]
     al: dict[str, list[dict[str, Any]]] = {}
     al_runs = [
         (m, s) for m in ([] if "al" in skip else cfg["al_methods"]) for s in range(cfg["al_seeds"])
     ]
     for method, s in progress(al_runs, "active learning runs"):
-        al.setdefault(method, []).append(run_al(s, method, cfg, x, y))
+        al.setdefault(method, []).append(run_al(s, method, cfg))
     print()
     summary = summarize(ood, al, cfg)
     print_tables(summary, cfg)

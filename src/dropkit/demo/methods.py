@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dropkit.demo.training import Data, DemoConfig, make_mlp, train
+from dropkit.demo.digits import DigitsSplit
+from dropkit.demo.training import DemoConfig, make_mlp, train
 
 
 def _r(x: float, digits: int = 6) -> float | None:
@@ -46,7 +47,7 @@ def _params(model: nn.Module) -> int:
 def score_method(
     name: str,
     cfg: DemoConfig,
-    data: Data,
+    data: DigitsSplit,
     test: Any,
     ood: Any,
     *,
@@ -110,7 +111,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def compare_methods(
-    cfg: DemoConfig, data: Data, sweep_runs: dict[float, Any], best_p: float, bar: Any
+    cfg: DemoConfig, data: DigitsSplit, sweep_runs: dict[float, Any], best_p: float, bar: Any
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run every uncertainty method and score it (see the module docstring).
 
@@ -219,7 +220,7 @@ def _as_result(probs: torch.Tensor) -> Any:
 
 
 def _ensemble_members(
-    cfg: DemoConfig, data: Data, sweep_runs: dict[float, Any], bar: Any
+    cfg: DemoConfig, data: DigitsSplit, sweep_runs: dict[float, Any], bar: Any
 ) -> tuple[list[nn.Module], float]:
     members: list[nn.Module] = []
     extra = 0.0
@@ -236,7 +237,7 @@ def _ensemble_members(
     return members, extra
 
 
-def convergence(cfg: DemoConfig, data: Data, model: nn.Module) -> dict[str, Any]:
+def convergence(cfg: DemoConfig, data: DigitsSplit, model: nn.Module) -> dict[str, Any]:
     """NLL, accuracy and distance to the largest-T estimate for growing T.
 
     One :func:`dropkit.mc_predict` call keeps ``T_max`` samples; the estimate

@@ -56,15 +56,8 @@ import torch
 
 from dropkit._io import atomic_write_text
 from dropkit._optional import require
-from dropkit.demo.training import (
-    IN_CLASSES,
-    OOD_CLASSES,
-    Data,
-    DemoConfig,
-    load_data,
-    make_mlp,
-    train,
-)
+from dropkit.demo.digits import IN_CLASSES, OOD_CLASSES, DigitsSplit
+from dropkit.demo.training import DemoConfig, load_data, make_mlp, train
 
 FILES = ("config.json", "metrics.json", "report.html")  # commit order: report last
 
@@ -212,7 +205,7 @@ def _stages(
 
 
 def _settings(
-    cfg: DemoConfig, data: Data, sweep_runs: dict[float, Any], best_p: float, bar: _Bar
+    cfg: DemoConfig, data: DigitsSplit, sweep_runs: dict[float, Any], best_p: float, bar: _Bar
 ) -> list[dict[str, Any]]:
     import dropkit.schedules as schedules
     from dropkit.training import DropoutScheduler
@@ -243,7 +236,7 @@ def _settings(
 
 def _assemble(
     cfg: DemoConfig,
-    data: Data,
+    data: DigitsSplit,
     settings: list[dict[str, Any]],
     methods: list[dict[str, Any]],
     sweep_runs: dict[float, Any],

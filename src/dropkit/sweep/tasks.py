@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dropkit.demo.digits import ALL_CLASSES, DigitsSplit, build_mlp, fit, split_digits
 from dropkit.sweep.objectives import Predictions
 from dropkit.sweep.space import site_rate
 
@@ -43,6 +44,12 @@ _WHERE = "sweep task"
 
 class DigitsTask:
     """Dropout MLP on scikit-learn digits (1797 images, 10 classes).
+
+    The pipeline of :mod:`dropkit.demo.digits`: all ten classes, one random
+    75/25 train / validation split (:meth:`split`), a 64-H-H-10 MLP with
+    :class:`torch.nn.Dropout` on the input and after each hidden layer (rates
+    set from the trial every epoch), mini-batch Adam (batch 64, learning rate
+    ``1e-3``, the trial's ``weight_decay``).
 
     Args:
         epochs: Training epochs per trial.
@@ -55,50 +62,40 @@ class DigitsTask:
     kinds = ("element",)
 
     def __init__(self, epochs: int = 10, samples: int = 8, seed: int = 0, hidden: int = 128):
-        from sklearn.datasets import load_digits
-
-        data = load_digits()
-        x = torch.tensor(data.data, dtype=torch.float32) / 16.0
-        y = torch.tensor(data.target, dtype=torch.int64)
-        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-        cut = int(0.75 * len(y))
-        self.train_x, self.train_y = x[order[:cut]], y[order[:cut]]
-        self.val_x, self.val_y = x[order[cut:]], y[order[cut:]]
+        data = self.split(seed)
+        self.train_x, self.train_y = data.train
+        self.val_x, self.val_y = data.val
         self.epochs, self.samples, self.seed, self.hidden = epochs, samples, seed, hidden
+
+    @staticmethod
+    def split(seed: int) -> DigitsSplit:
+        """The task's split: all ten classes, unstratified 75/25, not standardised."""
+        return split_digits(seed, classes=ALL_CLASSES, fractions=(0.75, 0.25), caller=_WHERE)
 
     def __call__(self, params: dict[str, Any], report: Report) -> Predictions:
         """Train one configuration, reporting validation predictions per epoch."""
-        gen = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
-        drops = [nn.Dropout(0.0) for _ in range(3)]
-        model = nn.Sequential(
-            drops[0],
-            nn.Linear(64, self.hidden),
-            nn.ReLU(),
-            drops[1],
-            nn.Linear(self.hidden, self.hidden),
-            nn.ReLU(),
-            drops[2],
-            nn.Linear(self.hidden, 10),
-        )
-        optimizer = torch.optim.Adam(
-            model.parameters(), lr=1e-3, weight_decay=params.get("weight_decay", 0.0)
-        )
-        preds = self._predict(model)
-        for epoch in range(self.epochs):
+        model = build_mlp(
+            len(ALL_CLASSES), hidden=self.hidden, p=0.0, seed=self.seed, input_dropout=True,
+            dropout=nn.Dropout,
+        )  # fmt: skip
+        drops = [m for m in model if isinstance(m, nn.Dropout)]
+
+        def set_rates(epoch: int) -> None:
             for i, drop in enumerate(drops):
                 drop.p = site_rate(params, "element", i / (len(drops) - 1), epoch / self.epochs)
-            model.train()
-            order = torch.randperm(len(self.train_y), generator=gen)
-            for start in range(0, len(order), 64):
-                rows = order[start : start + 64]
-                loss = nn.functional.cross_entropy(model(self.train_x[rows]), self.train_y[rows])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            preds = self._predict(model)
-            report(epoch, preds)
-        return preds
+
+        preds = [self._predict(model)]
+
+        def report_epoch(epoch: int) -> None:
+            preds.append(self._predict(model))
+            report(epoch, preds[-1])
+
+        fit(
+            model, self.train_x, self.train_y, epochs=self.epochs, lr=1e-3,
+            weight_decay=params.get("weight_decay", 0.0), batch_size=64, order_seed=self.seed,
+            before_epoch=set_rates, after_epoch=report_epoch,
+        )  # fmt: skip
+        return preds[-1]
 
     def _predict(self, model: nn.Module) -> Predictions:
         model.train()  # MC dropout: masks stay on (the model has no batch norm)
@@ -143,7 +140,7 @@ class UCITask:
         tau: float | None = None,
         report_every: int = 50,
     ) -> None:
-        from dropkit.sweep.uci import fit_validation, load_uci, standardize
+        from dropkit.bench.uci.data import fit_validation, load_uci, standardize
 
         data = load_uci(data_dir, name)
         fit, val = fit_validation(data.train[split])
@@ -160,7 +157,7 @@ class UCITask:
 
     def __call__(self, params: dict[str, Any], report: Report) -> Predictions:
         """Train one configuration, reporting MC validation samples every few epochs."""
-        from dropkit.sweep.batched import BatchedMLP
+        from dropkit.bench.uci.batched import BatchedMLP
 
         p = float(params["p"])
         net = BatchedMLP(
@@ -179,8 +176,8 @@ class UCITask:
         return preds
 
     def _predict(self, net: Any) -> Predictions:
-        from dropkit.sweep.reference import ReferenceMLP
-        from dropkit.sweep.streams import keep_scale, keep_threshold
+        from dropkit.bench.uci.reference import ReferenceMLP
+        from dropkit.bench.uci.streams import keep_scale, keep_threshold
 
         w1, b1, w2, b2 = (t[0] for t in net.weights)
         model = ReferenceMLP(net.d, net.n_hidden)
