@@ -140,8 +140,8 @@ def test_uci_units_on_ray_equal_local(
     cluster: object, tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dropkit.bench.uci import run_units_on_ray
-    from dropkit.sweep.protocol import ProtocolSettings, run_uci
-    from dropkit.sweep.uci import load_uci
+    from dropkit.bench.uci.data import load_uci
+    from dropkit.bench.uci.protocol import ProtocolSettings, run_uci
 
     data = load_uci(shared_dir / "data" / "uci", "yacht")
     settings = ProtocolSettings(epochs=3, samples=20)

@@ -11,14 +11,14 @@ import torch
 
 from dropkit.bench import sweep as bench_sweep
 from dropkit.bench import uci as bench_uci
+from dropkit.bench.uci.batched import BatchedMLP
+from dropkit.bench.uci.data import load_uci
+from dropkit.bench.uci.mc import mc_regression
 from dropkit.sweep import cli
-from dropkit.sweep.batched import BatchedMLP
-from dropkit.sweep.mc import mc_regression
 from dropkit.sweep.objectives import Predictions, resolve, score
 from dropkit.sweep.space import SearchSpace
 from dropkit.sweep.study import run_study
 from dropkit.sweep.tasks import load_task
-from dropkit.sweep.uci import load_uci
 
 
 @pytest.fixture

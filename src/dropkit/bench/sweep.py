@@ -3,9 +3,9 @@
 The workload is the UCI grid search of Gal & Ghahramani (2016): the 12
 ``(p, tau)`` configurations x 20 splits of one dataset, the 50-unit network,
 batch 128. Side by side in one run, repeated and interleaved so load spikes
-hit both: :class:`~dropkit.sweep.batched.BatchedMLP` training all 240 models
+hit both: :class:`~dropkit.bench.uci.batched.BatchedMLP` training all 240 models
 at once (fused numba kernels, and the plain-torch backend), and
-:func:`~dropkit.sweep.reference.train_one` (``torch.nn`` + autograd +
+:func:`~dropkit.bench.uci.reference.train_one` (``torch.nn`` + autograd +
 ``torch.optim.Adam``) training a sample of the same models one after another.
 Reported: model-steps per second (models x optimiser steps / seconds), the
 speed-up of each batched backend (target >= 10x, goal 20x), and the largest
@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from dropkit.sweep.batched import BatchedMLP
-from dropkit.sweep.reference import train_one
-from dropkit.sweep.uci import fit_validation, load_uci, regularization, standardize
+from dropkit.bench.uci.batched import BatchedMLP
+from dropkit.bench.uci.data import fit_validation, load_uci, regularization, standardize
+from dropkit.bench.uci.reference import train_one
 
 
 def _grid(data_dir: Path, name: str, splits: int) -> dict[str, Any]:

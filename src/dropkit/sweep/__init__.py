@@ -1,20 +1,24 @@
-"""Dropout sweeps and batched grid training.
+"""Optuna studies over dropout rates (``dropkit sweep``).
 
-* :func:`run_study` / ``dropkit sweep``: Optuna studies over dropout rates
-  (global, per kind, depth profile), weight decay and rate schedules, on an
-  SQLite file or a shared PostgreSQL database for many workers.
-* :class:`BatchedMLP`: a whole grid of small MC-dropout regression networks
-  trained as one batched computation, with :func:`train_one`'s masks and data
-  order (weights equal up to floating-point rounding of the batched matmuls).
-* :func:`load_uci` / :func:`run_uci`: the UCI MC-dropout benchmark protocol
-  (``dropkit bench uci``).
+* :func:`run_study`: an Optuna study over dropout rates (global, per kind,
+  depth profile), weight decay and rate schedules, on an SQLite file or a
+  shared PostgreSQL database for many workers.
+* :class:`SearchSpace`, :func:`site_rate`: what a trial samples.
+* :class:`Predictions`, :data:`OBJECTIVES`: what a task returns and how a
+  trial is scored.
+* :class:`DigitsTask`, :class:`UCITask`, :func:`load_task`: the built-in tasks.
 
-Names are imported lazily (Optuna and numba load only when used).
+The UCI MC-dropout protocol engine (batched grid training, per-model streams,
+the protocol itself) lives in :mod:`dropkit.bench.uci`; its names imported from
+here still work one release, with a ``DeprecationWarning`` naming the new path.
+
+Names are imported lazily (Optuna loads only when used).
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 _API = {
@@ -27,14 +31,18 @@ _API = {
     "DigitsTask": "dropkit.sweep.tasks",
     "UCITask": "dropkit.sweep.tasks",
     "load_task": "dropkit.sweep.tasks",
-    "BatchedMLP": "dropkit.sweep.batched",
-    "ModelStream": "dropkit.sweep.streams",
-    "train_one": "dropkit.sweep.reference",
-    "mc_regression": "dropkit.sweep.mc",
-    "UCIData": "dropkit.sweep.uci",
-    "load_uci": "dropkit.sweep.uci",
-    "ProtocolSettings": "dropkit.sweep.protocol",
-    "run_uci": "dropkit.sweep.protocol",
+}
+
+# the UCI protocol engine, moved to dropkit.bench.uci (issue 14): deprecated here
+_MOVED = {
+    "BatchedMLP": "dropkit.bench.uci.batched",
+    "ModelStream": "dropkit.bench.uci.streams",
+    "train_one": "dropkit.bench.uci.reference",
+    "mc_regression": "dropkit.bench.uci.mc",
+    "UCIData": "dropkit.bench.uci.data",
+    "load_uci": "dropkit.bench.uci.data",
+    "ProtocolSettings": "dropkit.bench.uci.protocol",
+    "run_uci": "dropkit.bench.uci.protocol",
 }
 
 __all__ = sorted(_API)
@@ -45,6 +53,14 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_API[name]), name)
         globals()[name] = value
         return value
+    if name in _MOVED:
+        warnings.warn(
+            f"dropkit.sweep.{name} is deprecated: it moved to {_MOVED[name]}.{name} "
+            "(the UCI benchmark engine is part of dropkit.bench). Import it from there.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module 'dropkit.sweep' has no attribute {name!r}")
 
 

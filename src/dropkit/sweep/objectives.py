@@ -112,6 +112,8 @@ def _regression(objective: str, preds: Predictions) -> float:
             f"{_WHERE}: expected Predictions.tau > 0 for a regression NLL, but got {tau!r}. "
             "Report the model precision tau with regression predictions."
         )
-    e = -0.5 * tau * (y - samples) ** 2
-    ll = torch.logsumexp(e, 0) - math.log(samples.shape[0]) + 0.5 * math.log(tau / (2 * math.pi))
-    return float(-ll.mean())
+    if not (bool(torch.isfinite(samples).all()) and bool(torch.isfinite(y).all())):
+        return math.inf  # a diverged trial scores worst (as the inline formula's NaN did)
+    from dropkit.metrics import mc_log_likelihood
+
+    return -mc_log_likelihood(samples, y, float(tau))

@@ -1,11 +1,11 @@
 """Run the UCI MC-dropout protocol on many splits at once, resumably.
 
 The 2018 grid-search protocol of Gal & Ghahramani's ``DropoutUncertaintyExps``
-(see :mod:`dropkit.sweep.uci`): for every split, fit the ``p x tau`` grid on the
+(see :mod:`dropkit.bench.uci.data`): for every split, fit the ``p x tau`` grid on the
 first 80% of the training rows, score the validation log-likelihood with ``T``
 MC passes, keep the first best, refit it on the whole training split and score
 the test split. All grid models of all pending splits train as one
-:class:`~dropkit.sweep.batched.BatchedMLP`, then all refits as another.
+:class:`~dropkit.bench.uci.batched.BatchedMLP`, then all refits as another.
 
 Resuming: finished splits are ``split_K.json`` files; grid choices are kept in
 ``grid.json``; a phase in progress is checkpointed to ``state-PHASE.pt`` (weights,
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from dropkit._io import read_json, read_torch, write_json, write_torch
-from dropkit.sweep.batched import BatchedMLP
-from dropkit.sweep.mc import mc_regression
-from dropkit.sweep.uci import UCIData, fit_validation, regularization, standardize
+from dropkit.bench.uci.batched import BatchedMLP
+from dropkit.bench.uci.data import UCIData, fit_validation, regularization, standardize
+from dropkit.bench.uci.mc import mc_regression
 
 _WHERE = "run_uci"
 
@@ -291,7 +291,7 @@ def _span(splits: list[int]) -> str:
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean +- standard error of RMSE and LL over split records, and total seconds."""
-    from dropkit.sweep.uci import mean_se
+    from dropkit.bench.uci.data import mean_se
 
     rmse = mean_se([r["rmse"] for r in records])
     ll = mean_se([r["ll"] for r in records])

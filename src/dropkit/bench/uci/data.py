@@ -7,7 +7,9 @@ protocol (the 2018 grid-search version): standardise with the fitting set's
 mean and ``ddof=0`` std (zero std -> 1), weight decay
 ``reg = l^2 (1 - p) / (2 N tau)`` with ``l = 1e-2``, test log-likelihood
 ``logsumexp_t(-tau/2 (y - y_t)^2) - log T - log(2 pi)/2 + log(tau)/2`` in the
-target's units, mean +- standard error (``std(ddof=0) / sqrt(n_splits)``).
+target's units (:func:`dropkit.metrics.mc_log_likelihood`; the batched grid
+accumulates the same sum in :mod:`dropkit.bench.uci.mc`), mean +- standard
+error (``std(ddof=0) / sqrt(n_splits)``).
 """
 
 from __future__ import annotations
@@ -248,21 +250,6 @@ def standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def regularization(p: float, tau: float, n: int, lengthscale: float = LENGTHSCALE) -> float:
     """Weight-decay factor ``l^2 (1 - p) / (2 N tau)`` of Gal & Ghahramani (2016)."""
     return lengthscale**2 * (1.0 - p) / (2.0 * n * tau)
-
-
-def mc_log_likelihood(y: np.ndarray, samples: np.ndarray, tau: float) -> np.ndarray:
-    """Per-point MC predictive log-likelihood under a Gaussian of precision ``tau``.
-
-    ``logsumexp_t(-tau/2 (y - y_t)^2) - log T - log(2 pi)/2 + log(tau)/2``.
-
-    Shape:
-        - y: ``(N,)``; samples: ``(T, N)`` in the target's units.
-        - Output: ``(N,)`` float64.
-    """
-    e = -0.5 * tau * (np.asarray(y, np.float64)[None] - np.asarray(samples, np.float64)) ** 2
-    top = e.max(axis=0)
-    lse = top + np.log(np.exp(e - top).sum(axis=0))
-    return lse - math.log(e.shape[0]) - 0.5 * math.log(2 * math.pi) + 0.5 * math.log(tau)
 
 
 def mean_se(values: np.ndarray | list[float]) -> tuple[float, float]:

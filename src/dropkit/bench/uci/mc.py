@@ -1,4 +1,4 @@
-"""MC-dropout prediction for a whole :class:`~dropkit.sweep.batched.BatchedMLP` grid.
+"""MC-dropout prediction for a whole :class:`~dropkit.bench.uci.batched.BatchedMLP` grid.
 
 ``T`` stochastic passes per model (Gal & Ghahramani 2016) are streamed in
 chunks: each chunk's outputs are folded into a running sum (for the predictive
@@ -6,6 +6,14 @@ mean) and a running log-sum-exp of ``-tau/2 (y - y_t)^2`` (for the test
 log-likelihood), so memory does not grow with ``T``. Masks come from each
 model's own stream, ``T * n`` rows of mask words in pass-major order, so
 :func:`reference_samples` reproduces the exact passes of one model.
+
+Why not :func:`dropkit.mc_predict`: a :class:`~dropkit.bench.uci.batched.BatchedMLP`
+is not an ``nn.Module`` with dropout sites but ``M`` models stacked in one set of
+tensors, and the protocol's numbers need each model's masks from its own
+:class:`~dropkit.bench.uci.streams.ModelStream` (the stream training used),
+whereas ``mc_predict`` runs one module with masks from the kernels' keyed hash.
+The log-likelihood is the same sum as :func:`dropkit.metrics.mc_log_likelihood`
+(``tests/bench/uci/test_uci.py`` pins the two against each other).
 """
 
 from __future__ import annotations
@@ -18,9 +26,9 @@ import numpy as np
 import torch
 
 from dropkit._validation import check_int
-from dropkit.sweep.batched import BatchedMLP, _fused
-from dropkit.sweep.reference import ReferenceMLP
-from dropkit.sweep.streams import ModelStream, keep_scale, keep_threshold
+from dropkit.bench.uci.batched import BatchedMLP, _fused
+from dropkit.bench.uci.reference import ReferenceMLP
+from dropkit.bench.uci.streams import ModelStream, keep_scale, keep_threshold
 
 _WHERE = "mc_regression"
 _CHUNK_WORDS = 1 << 23  # mask words per chunk over all models

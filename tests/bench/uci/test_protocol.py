@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from dropkit.bench import uci as bench_uci
-from dropkit.sweep.batched import BatchedMLP
-from dropkit.sweep.protocol import ProtocolSettings, run_uci
-from dropkit.sweep.uci import load_uci
+from dropkit.bench.uci.batched import BatchedMLP
+from dropkit.bench.uci.data import load_uci
+from dropkit.bench.uci.protocol import ProtocolSettings, run_uci
 
 
 def test_quick_bench_end_to_end(uci_dir: Path, tmp_path: Path, capsys) -> None:

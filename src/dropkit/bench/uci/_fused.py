@@ -9,7 +9,7 @@ mask and the data order are applied in one gather loop per block of rows, Adam
 (Kingma & Ba 2015) is one pass over the flat parameters, and MC prediction keeps
 a running mean and a running log-sum-exp per point (Gal & Ghahramani 2016) so
 no ``(T, N)`` sample matrix is ever stored. Masks compare 16-bit words with a
-per-model threshold (see :mod:`dropkit.sweep.streams`).
+per-model threshold (see :mod:`dropkit.bench.uci.streams`).
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ order are applied once per block of rows, the hidden mask is a bool multiply,
 the ReLU backward is one ``threshold_backward`` and the scale ``1 / (1 - p)``
 is folded into the tiny output weights. Adam runs on one flat ``(M, P)`` buffer.
 
-Each model has its own :class:`~dropkit.sweep.streams.ModelStream` for initial
+Each model has its own :class:`~dropkit.bench.uci.streams.ModelStream` for initial
 weights, data order and masks, its own ``p``, ``reg`` and data set (sizes may
 differ: rows are padded and padded rows carry no gradient; a model with no
-rows left in a step is not updated). :func:`dropkit.sweep.reference.train_one`
+rows left in a step is not updated). :func:`dropkit.bench.uci.reference.train_one`
 trains one model with ``torch.nn`` and ``torch.optim.Adam`` from the same
 stream and reaches the same weights up to float rounding.
 """
@@ -31,7 +31,7 @@ import torch
 
 from dropkit._optional import require
 from dropkit._validation import check_choice, check_int, check_p
-from dropkit.sweep.streams import ModelStream, Seed, keep_scale, keep_threshold
+from dropkit.bench.uci.streams import ModelStream, Seed, keep_scale, keep_threshold
 
 _WHERE = "BatchedMLP"
 _BLOCK_ROWS = 1024  # rows per block of mask words (multiple of 4 and of common batch sizes)
@@ -42,7 +42,7 @@ def _threshold_backward(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 def _fused() -> Any:
-    from dropkit.sweep import _fused as fused
+    from dropkit.bench.uci import _fused as fused
 
     return fused
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from dropkit._io import read_torch, write_torch
-from dropkit.sweep.batched import BatchedMLP
-from dropkit.sweep.reference import train_one
-from dropkit.sweep.streams import ModelStream, effective_p, keep_scale, keep_threshold
+from dropkit.bench.uci.batched import BatchedMLP
+from dropkit.bench.uci.reference import train_one
+from dropkit.bench.uci.streams import ModelStream, keep_scale, keep_threshold
+from dropkit.kernels import effective_p
 
 BACKENDS = ["numba", "torch"]
 

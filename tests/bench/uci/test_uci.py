@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from dropkit.sweep.batched import BatchedMLP
-from dropkit.sweep.mc import mc_regression, reference_samples
-from dropkit.sweep.reference import train_one
-from dropkit.sweep.uci import (
-    fit_validation,
-    load_uci,
-    mc_log_likelihood,
-    mean_se,
-    regularization,
-    standardize,
-)
+from dropkit.bench.uci.batched import BatchedMLP
+from dropkit.bench.uci.data import fit_validation, load_uci, mean_se, regularization, standardize
+from dropkit.bench.uci.mc import mc_regression, reference_samples
+from dropkit.bench.uci.reference import train_one
+from dropkit.metrics import mc_log_likelihood
+
+
+def _ll_points(samples: np.ndarray, y: np.ndarray, tau: float) -> np.ndarray:
+    """Per-point MC log-likelihood through dropkit.metrics, one point at a time ``(N,)``."""
+    s, t = torch.from_numpy(samples), torch.from_numpy(np.asarray(y, np.float64))
+    return np.array(
+        [mc_log_likelihood(s[:, j : j + 1], t[j : j + 1], tau) for j in range(t.numel())]
+    )
 
 
 @pytest.fixture
@@ -124,14 +126,18 @@ def test_regularization_formula() -> None:
 
 
 def test_ll_formula_matches_naive_mean_of_densities() -> None:
+    # the protocol's test log-likelihood is dropkit.metrics.mc_log_likelihood (logsumexp form);
+    # rtol 1e-12 ~ 4500 float64 eps: a 50-term logsumexp, a log and a 7-term mean, each a few eps
     rng = np.random.default_rng(0)
     y, tau = rng.normal(size=7), 0.7
     samples = rng.normal(size=(50, 7)) * 2
     density = np.sqrt(tau / (2 * np.pi)) * np.exp(-0.5 * tau * (y - samples) ** 2)
     naive = np.log(density.mean(axis=0))  # log of the MC predictive density
-    np.testing.assert_allclose(mc_log_likelihood(y, samples, tau), naive, rtol=1e-12)
+    np.testing.assert_allclose(_ll_points(samples, y, tau), naive, rtol=1e-12)
+    got = mc_log_likelihood(torch.from_numpy(samples), torch.from_numpy(y), tau)
+    assert got == pytest.approx(naive.mean(), rel=1e-12)
     # far-off points underflow the naive form but not the log-sum-exp one
-    far = mc_log_likelihood(np.array([1e3]), np.zeros((4, 1)), 2.0)
+    far = _ll_points(np.zeros((4, 1)), np.array([1e3]), 2.0)
     assert far[0] == pytest.approx(-1e6 - 0.5 * math.log(2 * math.pi) + 0.5 * math.log(2.0))
 
 
@@ -146,7 +152,7 @@ def test_mean_se() -> None:
 def test_mc_regression_matches_naive_reference(
     generator: torch.Generator, backend: str, budget: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("dropkit.sweep.mc._CHUNK_WORDS", budget)
+    monkeypatch.setattr("dropkit.bench.uci.mc._CHUNK_WORDS", budget)
     dt = torch.float64
     xs = [torch.randn(40, 3, generator=generator, dtype=dt) for _ in range(2)]
     ys = [x[:, 0] for x in xs]
@@ -171,9 +177,7 @@ def test_mc_regression_matches_naive_reference(
             dtype=dt,
         )
         s = reference_samples(model, stream, xe[i], p=p[i], samples=37).numpy() * std[i] + mean[i]
-        np.testing.assert_allclose(
-            got.ll_points[i], mc_log_likelihood(ye[i], s, tau[i]), rtol=1e-10
-        )
+        np.testing.assert_allclose(got.ll_points[i], _ll_points(s, ye[i], tau[i]), rtol=1e-10)
         np.testing.assert_allclose(got.mean[i], s.mean(0), rtol=1e-10)
         rmse = math.sqrt(np.mean((ye[i] - s.mean(0)) ** 2))
         assert got.rmse[i] == pytest.approx(rmse, rel=1e-10)

@@ -36,8 +36,8 @@ import torch
 
 from dropkit._io import read_json, write_json
 from dropkit.bench._record import write_record
-from dropkit.sweep.protocol import ProtocolSettings, run_uci, summarize
-from dropkit.sweep.uci import DATASETS, UCIData, load_uci
+from dropkit.bench.uci.data import DATASETS, UCIData, load_uci
+from dropkit.bench.uci.protocol import ProtocolSettings, run_uci, summarize
 
 # Published results, RMSE / test log-likelihood as (mean, standard error).
 # Sources: "grid" is the 2018 grid-search run of yaringal/DropoutUncertaintyExps,

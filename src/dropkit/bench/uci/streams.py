@@ -10,8 +10,9 @@ the same bits (blocks must hold a multiple of four words), so the batched
 trainer and the sequential reference see identical masks and data order.
 
 Masks compare 16-bit uniform integers with a threshold, so the rate actually
-used is ``round(p * 65536) / 65536`` (``0.0050049`` for ``p = 0.005``) and the
-kept units are scaled by the exact inverse keep rate of that quantised ``p``.
+used is :func:`dropkit.kernels.effective_p` ``(p)``, the same 16-bit
+quantisation as the kernels (``0.0050049`` for ``p = 0.005``), and the kept
+units are scaled by the exact inverse keep rate of that quantised ``p``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from dropkit.kernels import effective_p
+
 #: Number of distinct mask words; a unit is dropped with probability t / 65536.
 MASK_LEVELS = 65536
 
@@ -29,18 +32,15 @@ Seed = int | Sequence[int]
 
 
 def _levels(p: float) -> int:
-    return int(round(p * MASK_LEVELS))
-
-
-def effective_p(p: float) -> float:
-    """Return the drop rate the 16-bit masks actually use for a nominal ``p``."""
-    return _levels(p) / MASK_LEVELS
+    # the one 16-bit quantisation of dropkit: kernels.effective_p is a multiple of 2**-16
+    return int(effective_p(p) * MASK_LEVELS)
 
 
 def keep_threshold(p: float) -> int:
     """Return the signed 16-bit threshold: a unit is kept iff its word ``>=`` it.
 
-    Words are uniform on ``[-32768, 32767]``; ``P(word < t - 32768) = t / 65536``.
+    Words are uniform on ``[-32768, 32767]``; ``P(word < t - 32768) = t / 65536``
+    with ``t / 65536 =`` :func:`dropkit.kernels.effective_p` ``(p)``.
     """
     return _levels(p) - MASK_LEVELS // 2
 

@@ -1,8 +1,8 @@
 """Train one UCI dropout MLP the ordinary way: ``torch.nn`` + autograd + Adam.
 
-The sequential reference for :class:`~dropkit.sweep.batched.BatchedMLP` and the
+The sequential reference for :class:`~dropkit.bench.uci.batched.BatchedMLP` and the
 baseline of ``dropkit bench sweep``. It draws its initial weights, data order
-and masks from the same :class:`~dropkit.sweep.streams.ModelStream` as the
+and masks from the same :class:`~dropkit.bench.uci.streams.ModelStream` as the
 batched trainer, so with the same seed both reach the same weights up to float
 rounding. Model and loss follow Gal & Ghahramani (2016): ``dropout(p) ->
 Linear(h) -> ReLU -> dropout(p) -> Linear(1)``, ``MSE + reg * sum(W ** 2)``,
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dropkit.sweep.streams import ModelStream, Seed, keep_scale, keep_threshold
+from dropkit.bench.uci.streams import ModelStream, Seed, keep_scale, keep_threshold
 
 
 class ReferenceMLP(nn.Module):
