@@ -3,6 +3,14 @@
 Re-exports only; each function lives next to its module in ``dropkit.nn``.
 Every function takes ``p`` (the drop probability), ``training`` and
 ``generator``, and is the identity when ``training=False`` or ``p == 0``.
+
+One calling convention: the input, ``p``, ``training`` and variant options
+(``scale_by_keep``, ``block_size``, ``batch_first``, ...) are positional;
+``inplace`` and ``generator`` are keyword-only in every function, so
+``DF.dropout(x, 0.1, True, g)`` is a ``TypeError`` instead of binding ``g`` to
+``inplace``. This differs from ``torch.nn.functional.dropout(input, p,
+training, inplace)``, which takes ``inplace`` positionally: write
+``DF.dropout(x, p, training, inplace=True)``.
 """
 
 from __future__ import annotations

@@ -321,3 +321,33 @@ def test_depth_and_layer_counts():
         ),
     ):
         DF.layer_drop(2.0, 0.1)
+
+
+# --- one calling convention: inplace and generator keyword-only ---------------------
+
+
+@pytest.mark.parametrize("name", DF.__all__)
+def test_inplace_and_generator_are_keyword_only(name: str) -> None:
+    import inspect
+
+    params = inspect.signature(getattr(DF, name)).parameters
+    for option in ("inplace", "generator"):
+        if option in params:
+            assert params[option].kind is inspect.Parameter.KEYWORD_ONLY, (name, option)
+
+
+def test_positional_generator_is_a_type_error() -> None:
+    x, g = torch.ones(8, 4), torch.Generator().manual_seed(0)
+    # torch's F.dropout(x, p, training, inplace) order would bind g to inplace
+    with pytest.raises(TypeError, match=r"takes from 1 to 3 positional arguments but 4"):
+        DF.dropout(x, 0.1, True, g)  # type: ignore[misc]
+    with pytest.raises(TypeError, match=r"takes from 1 to 4 positional arguments but 5"):
+        DF.drop_path(x, 0.1, True, True, g)  # type: ignore[misc]
+    a = DF.dropout(x, 0.5, True, generator=torch.Generator().manual_seed(0))
+    b = DF.dropout(x.clone(), 0.5, True, inplace=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    c = DF.drop_path(x, 0.5, True, True, generator=torch.Generator().manual_seed(0))
+    d = DF.drop_path(
+        x.clone(), 0.5, True, True, inplace=True, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(c, d)

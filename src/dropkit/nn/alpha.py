@@ -115,6 +115,7 @@ def alpha_dropout(
     x: torch.Tensor,
     p: float = 0.5,
     training: bool = True,
+    *,
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -154,6 +155,7 @@ def feature_alpha_dropout(
     x: torch.Tensor,
     p: float = 0.5,
     training: bool = True,
+    *,
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:

@@ -50,8 +50,9 @@ def attention_dropout(
     attn_probs: torch.Tensor,
     p: float = 0.1,
     training: bool = True,
-    generator: torch.Generator | None = None,
+    *,
     inplace: bool = False,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Drop attention probabilities as ``scaled_dot_product_attention(dropout_p=p)`` does.
 

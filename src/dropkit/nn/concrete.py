@@ -69,6 +69,7 @@ def concrete_dropout(
     p_logit: torch.Tensor,
     temperature: float = 0.1,
     training: bool = True,
+    *,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Relaxed (concrete) dropout, differentiable in the drop rate.
@@ -238,7 +239,9 @@ class ConcreteDropout(DropoutBase):
         """Apply the variant to the input (see the class docstring)."""
         if self.input_dim is None:
             self.input_dim = x[0].numel() if x.dim() > 1 else 1
-        dropped = concrete_dropout(x, self.p_logit, self.temperature, self.training, self.generator)
+        dropped = concrete_dropout(
+            x, self.p_logit, self.temperature, self.training, generator=self.generator
+        )
         return self.module(dropped, *args, **kwargs)
 
     def regularization(self) -> torch.Tensor:

@@ -203,8 +203,9 @@ def drop_block2d(
     block_size: int = 7,
     training: bool = True,
     normalize: BlockNorm | str = BlockNorm.POSITION,
-    generator: torch.Generator | None = None,
+    *,
     inplace: bool = False,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Zero square blocks of each feature map so that a fraction ``p`` is dropped.
 

@@ -58,8 +58,9 @@ def drop_path(
     p: float = 0.1,
     training: bool = True,
     scale_by_keep: bool = True,
-    generator: torch.Generator | None = None,
+    *,
     inplace: bool = False,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Zero whole samples of a residual branch with probability ``p``.
 

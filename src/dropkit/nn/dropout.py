@@ -45,6 +45,7 @@ def dropout(
     x: torch.Tensor,
     p: float = 0.5,
     training: bool = True,
+    *,
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:

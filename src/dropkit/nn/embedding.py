@@ -85,6 +85,7 @@ def embedding_dropout(
     ids: torch.Tensor,
     p: float = 0.1,
     training: bool = True,
+    *,
     generator: torch.Generator | None = None,
     **kwargs: Any,
 ) -> torch.Tensor:

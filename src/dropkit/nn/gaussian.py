@@ -46,6 +46,7 @@ def gaussian_dropout(
     x: torch.Tensor,
     p: float = 0.5,
     training: bool = True,
+    *,
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:

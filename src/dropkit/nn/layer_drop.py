@@ -28,6 +28,7 @@ def layer_drop(
     num_layers: int,
     p: float = 0.1,
     training: bool = True,
+    *,
     generator: torch.Generator | None = None,
 ) -> list[bool]:
     """Draw which of ``num_layers`` layers to run (``True``) under LayerDrop.
@@ -158,7 +159,7 @@ class LayerDrop(DropoutBase, nn.ModuleList):
             if self._rank_generator is None:
                 self._rank_generator = torch.Generator().manual_seed(_shared_seed())
             generator = self._rank_generator
-        return layer_drop(len(self), self.p, self.training, generator)
+        return layer_drop(len(self), self.p, self.training, generator=generator)
 
     def __iter__(self) -> Iterator[nn.Module]:
         layers = list(self._modules.values())

@@ -48,6 +48,7 @@ def locked_dropout(
     p: float = 0.5,
     training: bool = True,
     batch_first: bool = False,
+    *,
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:

@@ -94,6 +94,7 @@ def dropout1d(
     x: torch.Tensor,
     p: float = 0.5,
     training: bool = True,
+    *,
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -132,6 +133,7 @@ def dropout2d(
     x: torch.Tensor,
     p: float = 0.5,
     training: bool = True,
+    *,
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
@@ -173,6 +175,7 @@ def dropout3d(
     x: torch.Tensor,
     p: float = 0.5,
     training: bool = True,
+    *,
     inplace: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:

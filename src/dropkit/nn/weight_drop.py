@@ -34,6 +34,7 @@ def drop_connect(
     weight: torch.Tensor,
     p: float = 0.5,
     training: bool = True,
+    *,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Return ``weight`` with each entry dropped with probability ``p`` (DropConnect).
