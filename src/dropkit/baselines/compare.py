@@ -36,7 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import torch
 from torch import nn
@@ -132,6 +132,50 @@ class Comparison:
         return "\n".join(lines)
 
 
+class PredictiveScores(TypedDict):
+    """What :func:`score_predictive` returns."""
+
+    accuracy: float
+    nll: float
+    ece: float
+    brier: float
+    aurc: float
+
+
+def score_predictive(
+    probs: MCResult | torch.Tensor, target: torch.Tensor, *, n_bins: int = 15
+) -> PredictiveScores:
+    """The quality columns of one predictive: accuracy, NLL, ECE, Brier score and AURC.
+
+    One home for the scores of :func:`compare_uncertainty` and of the demo's
+    methods table.
+
+    Args:
+        probs: The predictive: an :class:`MCResult`, probabilities or samples.
+        target: Integer class labels.
+        n_bins: ECE bins (equal width).
+
+    Shape:
+        - probs: ``(N, C)`` or ``(S, N, C)``; target: ``(N,)``.
+
+    Returns:
+        ``accuracy``, ``nll``, ``ece``, ``brier``, ``aurc`` (abstaining on
+        ``1 - max p`` first).
+
+    Example:
+        >>> p = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+        >>> {k: round(v, 4) for k, v in score_predictive(p, torch.tensor([0, 0])).items()}
+        {'accuracy': 0.5, 'nll': 0.8574, 'ece': 0.45, 'brier': 0.65, 'aurc': 0.25}
+    """
+    return PredictiveScores(
+        accuracy=accuracy(probs, target),
+        nll=nll(probs, target),
+        ece=ece(probs, target, n_bins=n_bins),
+        brier=brier(probs, target),
+        aurc=aurc(probs, target),
+    )
+
+
 def _pair(name: str, value: Any) -> tuple[torch.Tensor, torch.Tensor]:
     ok = isinstance(value, (tuple, list)) and len(value) == 2
     if not ok or not all(isinstance(v, torch.Tensor) for v in value):
@@ -151,9 +195,9 @@ def compare_uncertainty(
     val: tuple[torch.Tensor, torch.Tensor] | None = None,
     train: tuple[torch.Tensor, torch.Tensor] | None = None,
     ensemble: DeepEnsemble | Sequence[nn.Module] | None = None,
-    methods: Sequence[str] | None = None,
+    methods: str | Sequence[str] | None = None,
     samples: int = 30,
-    laplace_predictive: str = "probit",
+    laplace_predictive: Literal["probit", "mc"] = "probit",
     n_bins: int = 15,
     seed: int = 0,
     batch_size: int | None = None,
@@ -272,7 +316,7 @@ class _Method:
         samples: int,
         seed: int,
         batch_size: int | None,
-        laplace_predictive: str,
+        laplace_predictive: Literal["probit", "mc"],
         ens: DeepEnsemble | None,
         train: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> None:
@@ -338,11 +382,7 @@ def _evaluate(
     predict.last = res
     report = MethodReport(
         method=predict.name,
-        accuracy=accuracy(res, y_test),
-        nll=nll(res, y_test),
-        ece=ece(res, y_test, n_bins=n_bins),
-        brier=brier(res, y_test),
-        aurc=aurc(res, y_test),
+        **score_predictive(res, y_test, n_bins=n_bins),
         forward_passes=predict.passes,
         wall_time_s=wall,
         peak_memory_mb=None if peak is None else peak / 2**20,
@@ -361,13 +401,8 @@ def _evaluate(
                 "fpr95": fpr_at_tpr(scores, flags, 0.95),
             }
     if shifted is not None:
-        sres = predict(shifted[0])
-        report.shifted = {
-            "accuracy": accuracy(sres, shifted[1]),
-            "nll": nll(sres, shifted[1]),
-            "ece": ece(sres, shifted[1], n_bins=n_bins),
-            "brier": brier(sres, shifted[1]),
-        }
+        q = score_predictive(predict(shifted[0]), shifted[1], n_bins=n_bins)
+        report.shifted = {k: q[k] for k in ("accuracy", "nll", "ece", "brier")}
     if val is not None:
         start = time.perf_counter()
         ts = TemperatureScaling().fit_probs(predict(val[0]), val[1])

@@ -27,13 +27,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
 
 from dropkit.demo.digits import DigitsSplit
-from dropkit.demo.training import DemoConfig, make_mlp, train
+from dropkit.demo.training import DemoConfig, SweepRuns, make_mlp, train
+from dropkit.uncertainty.result import MCResult
+
+
+class Stages(Protocol):
+    """The demo's progress bar, as the methods see it."""
+
+    def next(self, desc: str) -> None:
+        """Start the stage ``desc``."""
 
 
 def _r(x: float, digits: int = 6) -> float | None:
@@ -48,8 +56,8 @@ def score_method(
     name: str,
     cfg: DemoConfig,
     data: DigitsSplit,
-    test: Any,
-    ood: Any,
+    test: MCResult,
+    ood: MCResult,
     *,
     passes: int,
     time_s: float,
@@ -57,12 +65,16 @@ def score_method(
 ) -> dict[str, Any]:
     """One ``methods`` entry of ``metrics.json`` from test and OOD results.
 
+    The scalar quality columns are those of
+    :func:`dropkit.baselines.compare.score_predictive`; the entry adds the
+    report's curves (reliability, risk-coverage, OOD scores).
+
     Args:
         name: Method name shown in the report.
         cfg: The configuration (ECE bins).
         data: The split (test labels).
-        test: ``MCResult`` on the in-distribution test set.
-        ood: ``MCResult`` on the OOD set.
+        test: The method's predictive on the in-distribution test set.
+        ood: Its predictive on the OOD set.
         passes: Forward passes per input.
         time_s: Wall time (see the module docstring).
         params: Stored parameters.
@@ -71,21 +83,27 @@ def score_method(
         The entry, following the schema in :mod:`dropkit.report`.
     """
     from dropkit import metrics
+    from dropkit.baselines.compare import score_predictive
 
     y = data.y_test
     probs = test.mean
+    quality = score_predictive(probs, y, n_bins=cfg.ece_bins)
     rel = metrics.reliability_diagram(probs, y, n_bins=cfg.ece_bins)
     rc = metrics.risk_coverage(probs, y)
-    s_in, s_out = test.predictive_entropy, ood.predictive_entropy
+    # a classifier's MCResult always holds the entropy (None is for regression)
+    s_in, s_out = (
+        cast(torch.Tensor, test.predictive_entropy),
+        cast(torch.Tensor, ood.predictive_entropy),
+    )
     is_ood = torch.cat([torch.zeros(len(s_in)), torch.ones(len(s_out))]).bool()
     return {
         "name": name,
-        "accuracy": _r(metrics.accuracy(probs, y)),
-        "nll": _r(metrics.nll(probs, y)),
-        "ece": _r(metrics.ece(probs, y, n_bins=cfg.ece_bins)),
-        "brier": _r(metrics.brier(probs, y)),
+        "accuracy": _r(quality["accuracy"]),
+        "nll": _r(quality["nll"]),
+        "ece": _r(quality["ece"]),
+        "brier": _r(quality["brier"]),
         "auroc": _r(metrics.auroc(torch.cat([s_in, s_out]), is_ood)),
-        "aurc": _r(rc.aurc),
+        "aurc": _r(quality["aurc"]),
         "ood_score": "predictive entropy",
         "forward_passes": int(passes),
         "time_s": round(time_s, 4),
@@ -111,7 +129,7 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def compare_methods(
-    cfg: DemoConfig, data: DigitsSplit, sweep_runs: dict[float, Any], best_p: float, bar: Any
+    cfg: DemoConfig, data: DigitsSplit, sweep_runs: SweepRuns, best_p: float, bar: Stages
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run every uncertainty method and score it (see the module docstring).
 
@@ -213,14 +231,12 @@ def compare_methods(
     return [rows[k] for k in order], notes
 
 
-def _as_result(probs: torch.Tensor) -> Any:
-    from dropkit.uncertainty import MCResult
-
+def _as_result(probs: torch.Tensor) -> MCResult:
     return MCResult.from_samples(probs.double().unsqueeze(0))
 
 
 def _ensemble_members(
-    cfg: DemoConfig, data: DigitsSplit, sweep_runs: dict[float, Any], bar: Any
+    cfg: DemoConfig, data: DigitsSplit, sweep_runs: SweepRuns, bar: Stages
 ) -> tuple[list[nn.Module], float]:
     members: list[nn.Module] = []
     extra = 0.0

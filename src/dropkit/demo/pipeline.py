@@ -57,7 +57,7 @@ import torch
 from dropkit._io import atomic_write_text
 from dropkit._optional import require
 from dropkit.demo.digits import IN_CLASSES, OOD_CLASSES, DigitsSplit
-from dropkit.demo.training import DemoConfig, load_data, make_mlp, train
+from dropkit.demo.training import DemoConfig, SweepRuns, load_data, make_mlp, train
 
 FILES = ("config.json", "metrics.json", "report.html")  # commit order: report last
 
@@ -137,8 +137,7 @@ def run_demo(
             committed (see the module docstring); nothing else is left behind.
     """
     # The demo's networks are tiny: one thread is fastest, and it keeps
-    # OpenMP from spin-waiting against other busy processes (with one core
-    # taken elsewhere, two threads made the quick demo 8x slower).
+    # OpenMP from spin-waiting against other busy processes.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = Path(out)
@@ -205,7 +204,7 @@ def _stages(
 
 
 def _settings(
-    cfg: DemoConfig, data: DigitsSplit, sweep_runs: dict[float, Any], best_p: float, bar: _Bar
+    cfg: DemoConfig, data: DigitsSplit, sweep_runs: SweepRuns, best_p: float, bar: _Bar
 ) -> list[dict[str, Any]]:
     import dropkit.schedules as schedules
     from dropkit.training import DropoutScheduler
@@ -239,7 +238,7 @@ def _assemble(
     data: DigitsSplit,
     settings: list[dict[str, Any]],
     methods: list[dict[str, Any]],
-    sweep_runs: dict[float, Any],
+    sweep_runs: SweepRuns,
     best_p: float,
     conv: dict[str, Any],
     notes: list[str],

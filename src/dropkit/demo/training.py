@@ -37,7 +37,10 @@ if TYPE_CHECKING:
     from dropkit.training import DropoutScheduler
     from dropkit.training.monitor import Verdict
 
-__all__ = ["IN_CLASSES", "OOD_CLASSES", "DemoConfig", "load_data", "make_mlp", "train"]
+__all__ = ["IN_CLASSES", "OOD_CLASSES", "DemoConfig", "SweepRuns", "load_data", "make_mlp", "train"]
+
+SweepRuns = dict[float, tuple[nn.Module, dict[str, Any]]]
+"""The sweep's runs: drop rate -> (trained network, learning curves of :func:`train`)."""
 
 
 @dataclass
