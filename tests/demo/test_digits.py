@@ -97,12 +97,15 @@ def test_split_indices_cover_every_row_once() -> None:
 def test_split_errors_name_the_argument() -> None:
     with pytest.raises(
         ValueError,
-        match=r"^split_digits: expected 2 or 3 fractions in \[0, 1\] \(train, validation\[, "
-        r"test\]\), but got \(0\.5,\)\. Pass e\.g\. fractions=\(0\.6, 0\.2, 0\.2\)\.$",
+        match=r"^split_digits: expected 2 or 3 fractions in \[0, 1\] summing to at most 1 "
+        r"\(train, validation\[, test\]\), but got \(0\.5,\)\. "
+        r"Pass e\.g\. fractions=\(0\.6, 0\.2, 0\.2\)\.$",
     ):
         digits.split_digits(0, fractions=(0.5,))
     with pytest.raises(ValueError, match=r"^bench digits: expected 2 or 3 fractions .* \(1\.5, "):
         digits.split_digits(0, fractions=(1.5, 0.2), caller="bench digits")
+    with pytest.raises(ValueError, match=r"summing to at most 1 .* \(0\.8, 0\.3\)\."):
+        digits.split_digits(0, fractions=(0.8, 0.3))
     with pytest.raises(
         ValueError,
         match=r"^split_digits: expected distinct classes among 0-9, but got \(3, 10\)\. "

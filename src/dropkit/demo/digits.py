@@ -5,20 +5,19 @@ scikit-learn's 8x8 digits (1,797 images bundled with it, no download) serve
 ``dropkit sweep``. All three call the functions here; where they differ on
 purpose, the difference is an argument:
 
-========================  ================  ====================  ================
-argument                  demo              bench digits          sweep task
-========================  ================  ====================  ================
-``classes`` (in-dist.)    0-4 (OOD 5-9)     0-4 (OOD 5-9); all    all ten, no OOD
-                                            ten for active
-                                            learning
-``fractions``             25/25/50          60/20/20              75/25 (no test)
-``stratify``              no                yes                   no
-``standardize``           yes               no                    no
-dropout layer             dropkit's         torch's               torch's, also
-                                                                  on the input
-trainer                   mini-batch 64     full batch            mini-batch 64
-========================  ================  ====================  ================
+=================  ==========  ======================  ====================
+argument           demo        bench digits            sweep task
+=================  ==========  ======================  ====================
+``classes``        0-4         0-4; all ten (active    all ten
+                               learning)
+``fractions``      25/25/50    60/20/20                75/25 (no test)
+``stratify``       no          yes                     no
+``standardize``    yes         no                      no
+``dropout``        dropkit's   torch's                 torch's, also input
+trainer            batch 64    full batch              batch 64
+=================  ==========  ======================  ====================
 
+The images of the classes outside ``classes`` are the OOD set.
 Pixels are scaled to ``[0, 1]`` (``/ 16``, exact in float32).
 
 References:
@@ -110,22 +109,15 @@ class DigitsSplit:
 
 
 def _check_split(caller: str, classes: Sequence[int], fractions: Sequence[float]) -> None:
-    if len(fractions) not in (2, 3) or not all(0.0 <= f <= 1.0 for f in fractions):
-        raise _fail(
-            ValueError,
-            caller,
-            "2 or 3 fractions in [0, 1] (train, validation[, test])",
-            tuple(fractions),
-            "Pass e.g. fractions=(0.6, 0.2, 0.2).",
-        )
+    # 1e-9: many float64 eps, room for the rounding of fractions written as 1 - f
+    in_range = all(0.0 <= f <= 1.0 for f in fractions) and sum(fractions) <= 1.0 + 1e-9
+    if len(fractions) not in (2, 3) or not in_range:
+        what = "2 or 3 fractions in [0, 1] summing to at most 1 (train, validation[, test])"
+        fix = "Pass e.g. fractions=(0.6, 0.2, 0.2)."
+        raise _fail(ValueError, caller, what, tuple(fractions), fix)
     if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(ALL_CLASSES):
-        raise _fail(
-            ValueError,
-            caller,
-            "distinct classes among 0-9",
-            tuple(classes),
-            "Pass e.g. classes=(0, 1, 2, 3, 4).",
-        )
+        fix = "Pass e.g. classes=(0, 1, 2, 3, 4)."
+        raise _fail(ValueError, caller, "distinct classes among 0-9", tuple(classes), fix)
 
 
 def split_indices(
@@ -142,6 +134,9 @@ def split_indices(
         fractions: One fraction per part.
         stratify: Split each class on its own.
         generator: Draws the permutations.
+
+    Shape:
+        - y: ``(N,)``; every part: ``(N_part,)``.
 
     Returns:
         One index tensor per part; together a permutation of ``range(N)``.
