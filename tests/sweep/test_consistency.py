@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 import pytest
 
-from dropkit.sweep import cli
+from dropkit.cli import sweep as cli
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

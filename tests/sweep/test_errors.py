@@ -14,7 +14,7 @@ from dropkit.bench import uci as bench_uci
 from dropkit.bench.uci.batched import BatchedMLP
 from dropkit.bench.uci.data import load_uci
 from dropkit.bench.uci.mc import mc_regression
-from dropkit.sweep import cli
+from dropkit.cli import sweep as cli
 from dropkit.sweep.objectives import Predictions, resolve, score
 from dropkit.sweep.space import SearchSpace
 from dropkit.sweep.study import run_study

@@ -20,7 +20,7 @@ def _worker(url: str, trials: int, seed: int, log: Path) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "dropkit.sweep.cli",
+        "dropkit.cli.sweep",
         "--task",
         "_tasks:factory",
         "--task-option",

@@ -8,7 +8,7 @@ import optuna
 import pytest
 import torch
 
-from dropkit.sweep import cli
+from dropkit.cli import sweep as cli
 from dropkit.sweep.objectives import Predictions, score
 from dropkit.sweep.space import SearchSpace, site_rate
 from dropkit.sweep.study import open_storage, run_study

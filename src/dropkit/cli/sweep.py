@@ -29,6 +29,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dropkit._validation import _fail
+from dropkit.cli._common import CLIError, Parser
+
 _ERRORS = (ValueError, TypeError, RuntimeError, FileNotFoundError, ImportError)
 
 
@@ -69,17 +72,8 @@ TASK_OPTIONS: dict[str, dict[str, tuple[type, float, str]]] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # noqa: D102 - argparse hook
-        raise _Usage(f"dropkit sweep: {message}. See 'dropkit sweep --help'.")
-
-
-class _Usage(Exception):
-    """A command-line mistake, shown as one line with exit code 2."""
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="dropkit sweep",
         description=DESCRIPTION,
         epilog=EXAMPLES,
@@ -140,8 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bad(flag: str, what: str, value: Any, fix: str) -> ValueError:
-    return ValueError(f"dropkit sweep: expected {flag} {what}, but got {value!r}. {fix}")
+def _bad(flag: str, what: str, value: object, fix: str) -> ValueError:
+    return _fail(ValueError, "dropkit sweep", f"{flag} {what}", value, fix)
 
 
 def check_numbers(args: argparse.Namespace) -> None:
@@ -346,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         summary = run(args)
-    except (_Usage, *_ERRORS) as exc:
+    except (CLIError, *_ERRORS) as exc:
         print(f"dropkit: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     best = summary["best"]

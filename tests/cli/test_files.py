@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DROPKIT = str(Path(sys.executable).with_name("dropkit"))
-FACTORY = "tests.test_cli_files:tiny_classifier"
+FACTORY = "tests.cli.test_files:tiny_classifier"
 
 
 def tiny_classifier() -> nn.Module:
@@ -119,7 +119,7 @@ def test_single_row_csv_with_a_word_names_row_and_column(tmp_path: Path) -> None
 
 
 def test_text_index_is_the_line_number(tmp_path: Path) -> None:
-    from dropkit.report.predict import read_inputs
+    from dropkit.cli._inputs import read_inputs
 
     (tmp_path / "t.txt").write_text("first\nsecond\n\nfourth\n")
     inputs = read_inputs(str(tmp_path / "t.txt"))
@@ -132,7 +132,7 @@ def test_text_index_is_the_line_number(tmp_path: Path) -> None:
 
 def test_all_zero_model_error_suggests_the_flag_and_the_flag_works(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32))
-    model = "tests.test_cli_files:all_zero"
+    model = "tests.cli.test_files:all_zero"
     error_line(
         dropkit("predict", model, "--input", str(tmp_path / "x.npy")),
         r"expected at least one dropout rate above 0, .* with all 1 sites at p = 0 \(element 1\)"
@@ -225,7 +225,7 @@ def test_hostile_metrics_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_closed_stdout_ends_quietly() -> None:
     proc = subprocess.Popen(
-        [DROPKIT, "audit", "tests.test_cli_files:many_sites", "--plain"],
+        [DROPKIT, "audit", "tests.cli.test_files:many_sites", "--plain"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=ENV,
@@ -237,14 +237,14 @@ def test_closed_stdout_ends_quietly() -> None:
     with proc.stderr:
         err = proc.stderr.read().decode()
     proc.wait(timeout=120)
-    assert first.startswith(b"tests.test_cli_files:many_sites: Sequential")
+    assert first.startswith(b"tests.cli.test_files:many_sites: Sequential")
     assert err == ""
     assert proc.returncode == 141  # what a shell shows for a tool stopped by SIGPIPE
 
 
 def test_shell_pipeline_to_head_is_quiet() -> None:
     done = subprocess.run(
-        ["bash", "-c", f"set -o pipefail; '{DROPKIT}' audit tests.test_cli_files:many_sites "
+        ["bash", "-c", f"set -o pipefail; '{DROPKIT}' audit tests.cli.test_files:many_sites "
          "--plain | head -1; echo status=$?"],
         capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=120,
     )  # fmt: skip

@@ -19,7 +19,7 @@ from torch import nn
 from dropkit import __version__
 from dropkit.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -53,7 +53,7 @@ def not_a_module() -> int:
     return 3
 
 
-FACTORY = "tests.test_cli:tiny_classifier"
+FACTORY = "tests.cli.test_cli:tiny_classifier"
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_ctrl_c_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch) -> 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("dropkit.report.audit.audit_model", interrupted)
+    monkeypatch.setattr("dropkit.cli.audit.audit_model", interrupted)
     code, _, err = run(capsys, "audit", FACTORY)
     one_line_error(code, err, r"interrupted \(Ctrl-C\) before the command finished\. Re-run")
 
@@ -149,7 +149,7 @@ def test_unexpected_error_is_one_line_unless_debugging(
     def broken(*args, **kwargs):
         raise KeyError("boom")
 
-    monkeypatch.setattr("dropkit.report.audit.audit_model", broken)
+    monkeypatch.setattr("dropkit.cli.audit.audit_model", broken)
     code, _, err = run(capsys, "audit", FACTORY)
     one_line_error(code, err, r"KeyError: 'boom' \(DROPKIT_DEBUG=1 for details\)")
     monkeypatch.setenv("DROPKIT_DEBUG", "1")
@@ -175,7 +175,7 @@ def test_audit_factory_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_audit_warns_about_zero_rates_and_batchnorm(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "audit", "tests.test_cli:dropout_into_batchnorm", "--plain")
+    code, out, _ = run(capsys, "audit", "tests.cli.test_cli:dropout_into_batchnorm", "--plain")
     assert code == 0
     assert "[all-zero] Every dropout rate is 0 (1 sites)" in out
     assert "[placement] dropout '1' feeds BatchNorm '2' directly" in out
@@ -221,8 +221,8 @@ def test_audit_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     one_line_error(
         code, err, r"but got 'vit_tiy', which is none of them\. Close timm names: vit_tiny"
     )
-    code, _, err = run(capsys, "audit", "tests.test_cli:not_a_module")
-    one_line_error(code, err, r"expected tests.test_cli:not_a_module to return a torch.nn.Module")
+    code, _, err = run(capsys, "audit", "tests.cli.test_cli:not_a_module")
+    one_line_error(code, err, r"expected tests.cli.test_cli:not_a_module to return a torch.nn.Module")
     code, _, err = run(capsys, "audit", "no_such_pkg.mod:make")
     one_line_error(code, err, r"expected an importable module in 'no_such_pkg.mod:make'")
 

@@ -24,6 +24,8 @@ import argparse
 import sys
 from typing import Any
 
+from dropkit.cli._common import P_HELP, CLIError, Parser, apply_rates, parse_rates
+
 EXAMPLES = """examples:
   dropkit score mypkg.models:build_mlp --input pool.npy --out scores.parquet --samples 20
   dropkit score path/to/hf-folder --input texts.txt --out s.parquet --sites head \\
@@ -36,9 +38,7 @@ EXAMPLES = """examples:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from dropkit.cli import P_HELP, _Parser
-
-    p = _Parser(
+    p = Parser(
         prog="dropkit score",
         description=(__doc__ or "").split("\n\n", 1)[1],
         epilog=EXAMPLES,
@@ -88,8 +88,6 @@ def _tokenizer(loaded: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``dropkit score``; returns the exit code."""
-    from dropkit.cli import CLIError, apply_rates, parse_rates
-
     args = _parser().parse_args(argv)
     for name in ("samples", "batch_size", "block_rows", "workers", "top_k", "candidates"):
         value = getattr(args, name)
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "--acquire bald --top-k 100."
         )
     rates = parse_rates("dropkit score", args.p)
-    from dropkit.report.loading import load_model
+    from dropkit.cli._models import load_model
     from dropkit.score.api import score_pool
     from dropkit.score.pool import open_pool
 

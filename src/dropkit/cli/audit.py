@@ -1,4 +1,4 @@
-"""``dropkit audit``: the dropout sites of a model as a table, totals and warnings.
+"""``dropkit audit MODEL``: the dropout sites of a model as a table, totals and warnings.
 
 The sites come from :func:`dropkit.find_dropout`. A site is *reachable by
 module-only MC* when switching its own dropout module to training mode makes
@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import nn
+
+from dropkit.cli._common import P_HELP, apply_rates, command_parser, parse_rates
 
 HIGH_P = 0.5
 
@@ -260,3 +262,38 @@ def print_audit(audit: Audit, *, use_rich: bool | None = None) -> None:
         console.print("* not switched by the site's own module: module-only MC misses it")
     for w in audit.warnings:
         console.print(f"[bold red]![/] {escape(f'[{w.code}] {w.message}')}", highlight=False)
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    """``dropkit audit MODEL``: print the audit; returns the exit code."""
+    p = command_parser(
+        "audit",
+        "List every dropout site of a model (path, kind, p, control, active), the\n"
+        "totals per kind and warnings: all rates 0, sites that module-only MC dropout\n"
+        "cannot reach, dropout feeding BatchNorm, training mode, very high rates.\n\n"
+        "MODEL is a local Hugging Face folder (with config.json), a timm model name\n"
+        "(built with random weights, nothing downloaded) or package.module:factory.",
+        "  dropkit audit path/to/bert-folder\n"
+        "  dropkit audit vit_tiny_patch16_224 --json\n"
+        "  dropkit audit vit_tiny_patch16_224 --p element=0.1   # the sites after setting rates\n"
+        "  dropkit audit mypkg.models:build_model --plain\n",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--plain", action="store_true", help="plain text even if rich is installed")
+    p.add_argument("--p", action="append", default=[], metavar="KIND=P", help=P_HELP)
+    args = p.parse_args(argv)
+    rates = parse_rates("dropkit audit", args.p)
+    from dropkit.cli._models import load_model
+
+    loaded = load_model(args.model, caller="dropkit audit")
+    apply_rates("dropkit audit", loaded.model, rates)
+    audit = audit_model(loaded.model, args.model)
+    if args.json:
+        print(audit.to_json())
+    else:
+        print_audit(audit, use_rich=False if args.plain else None)
+    return 0

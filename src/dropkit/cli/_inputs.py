@@ -1,4 +1,4 @@
-"""``dropkit predict``: MC-dropout predictions with uncertainty as JSON lines.
+"""Reading ``dropkit predict --input``: texts, ``.npy`` / ``.pt`` tensors, CSV numbers.
 
 Inputs (``--input``):
 
@@ -14,21 +14,10 @@ Inputs (``--input``):
   header of column names, and a note on stderr says so. Any other row that
   does not parse is an error naming its row and column;
 * anything else that does not look like a path: a single text.
-
-Each output line is one JSON object per input: ``index`` (0-based position
-in the batch, the row of a CSV not counting its header, or the line of a text
-file), ``prediction``,
-``label`` (from the model config when it has one), ``probs`` (mean predictive
-probabilities; MC samples are averaged as probabilities, never as logits),
-``predictive_entropy``, ``expected_entropy``, ``mutual_information`` (BALD;
-Houlsby et al., 2011), ``variation_ratio`` and ``samples_used``. For
-``--output regression`` the fields are ``mean`` and ``std``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dropkit._optional import require
-from dropkit.report.loading import LoadedModel
+from dropkit._validation import _fail
 
 SUFFIXES = (".txt", ".npy", ".pt", ".csv")
 
@@ -70,8 +58,15 @@ class Inputs:
         return int(self.tensor.shape[0])
 
 
-def _malformed(caller: str, path: Path, what: str, got: Any, fix: str) -> ValueError:
-    return ValueError(f"{caller}: expected {what} in {str(path)!r}, but got {got}. {fix}")
+class _Said(str):
+    """A value already put in words (``"an empty file"``): shown as written, not quoted."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _malformed(caller: str, path: Path, what: str, got: str, fix: str) -> ValueError:
+    return _fail(ValueError, caller, f"{what} in {str(path)!r}", _Said(got), fix)
 
 
 def read_inputs(source: str, caller: str = "dropkit predict") -> Inputs:
@@ -209,133 +204,3 @@ def _check_tensor(caller: str, path: Path, value: Any) -> torch.Tensor:
             raise _malformed(caller, path, "finite numbers", "NaN or inf", "Clean the data.")
         value = value.float()
     return value
-
-
-def _batches(loaded: LoadedModel, inputs: Inputs, batch_size: int, caller: str) -> Iterator[Any]:
-    n = len(inputs)
-    if inputs.texts is not None:
-        if loaded.folder is None:
-            raise ValueError(
-                f"{caller}: expected a Hugging Face model folder for text inputs, but got "
-                f"{loaded.name!r} ({loaded.source}). Pass tensors (.npy/.pt/.csv) instead."
-            )
-        transformers = require("transformers", "hf", caller)
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                str(loaded.folder), local_files_only=True
-            )
-        except (OSError, ValueError) as exc:
-            raise ValueError(
-                f"{caller}: expected a tokenizer in {str(loaded.folder)!r}, but loading it "
-                f"failed ({exc}). Save one with tokenizer.save_pretrained(folder)."
-            ) from exc
-        for i in range(0, n, batch_size):
-            chunk = inputs.texts[i : i + batch_size]
-            yield dict(tokenizer(chunk, padding=True, truncation=True, return_tensors="pt"))
-        return
-    assert inputs.tensor is not None
-    x = inputs.tensor
-    if loaded.source == "huggingface":
-        if x.is_floating_point() or x.dim() != 2:
-            raise ValueError(
-                f"{caller}: expected token ids (integers, shape (N, L)) for a Hugging Face "
-                f"model, but got {x.dtype} of shape {tuple(x.shape)}. Pass texts or token ids."
-            )
-        for i in range(0, n, batch_size):
-            ids = x[i : i + batch_size].long()
-            yield {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        return
-    for i in range(0, n, batch_size):
-        yield x[i : i + batch_size]
-
-
-def _round(values: torch.Tensor) -> Any:
-    out = [round(float(v), 6) for v in values.reshape(-1).tolist()]
-    return out if values.dim() > 0 else out[0]
-
-
-def _labels(model: Any) -> dict[int, str]:
-    config = getattr(model, "config", None)
-    raw = getattr(config, "id2label", None) or {}
-    return {int(k): str(v) for k, v in raw.items()}
-
-
-def predict_lines(
-    loaded: LoadedModel,
-    inputs: Inputs,
-    *,
-    samples: int,
-    sites: str | None = None,
-    output: str = "logits",
-    batch_size: int = 32,
-    progress: bool = False,
-    seed: int | None = None,
-    caller: str = "dropkit predict",
-) -> Iterator[dict[str, Any]]:
-    """Run MC dropout over ``inputs`` batch by batch and yield one record per input.
-
-    Args:
-        loaded: The model, from :func:`dropkit.report.loading.load_model`.
-        inputs: Parsed inputs, from :func:`read_inputs`.
-        samples: MC samples per input.
-        sites: Restrict MC to these sites (``"head"`` for the classifier head).
-        output: What the model returns: ``"logits"``, ``"probs"`` or ``"regression"``.
-        batch_size: Inputs per forward.
-        progress: Show a progress bar on stderr.
-        seed: Seed of the dropout masks, for reproducible output.
-        caller: Command name used in error messages.
-
-    Yields:
-        One JSON-ready dict per input (fields in the module docstring).
-    """
-    from dropkit.uncertainty import mc_predict
-
-    labels = _labels(loaded.model)
-    bar = None
-    if progress:
-        tqdm = require("tqdm", "report", caller).tqdm
-        bar = tqdm(total=len(inputs), unit="input", desc="MC dropout", leave=False)
-    position = 0
-    kwargs: dict[str, Any] = {"samples": samples, "output": output, "progress": False}
-    if seed is not None:
-        kwargs["seed"] = seed
-    if sites is not None:
-        kwargs["sites"] = sites
-    try:
-        for batch in _batches(loaded, inputs, batch_size, caller):
-            result = mc_predict(loaded.model, batch, **kwargs)
-            for k in range(result.mean.shape[0]):
-                yield _record(result, k, inputs.index(position), labels)
-                position += 1
-            if bar is not None:
-                bar.update(result.mean.shape[0])
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _record(result: Any, k: int, index: int, labels: dict[int, str]) -> dict[str, Any]:
-    rec: dict[str, Any] = {"index": index}
-    if result.task == "regression":
-        rec["mean"] = _round(result.mean[k])
-        rec["std"] = _round(result.std[k])
-    else:
-        probs = result.mean[k]
-        pred = int(probs.argmax())
-        rec["prediction"] = pred
-        if pred in labels:
-            rec["label"] = labels[pred]
-        rec["probs"] = _round(probs)
-        for name in (
-            "predictive_entropy",
-            "expected_entropy",
-            "mutual_information",
-            "variation_ratio",
-        ):
-            value = getattr(result, name)
-            rec[name] = None if value is None else _round(value[k])
-    rec["samples_used"] = int(result.samples_used[k])
-    for key, value in rec.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            rec[key] = None
-    return rec

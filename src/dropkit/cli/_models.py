@@ -14,6 +14,12 @@
 Anything that looks like a path (contains a path separator or starts with
 ``.`` or ``~``) but does not exist is reported as a missing path, not as an
 unknown model name.
+
+Why here and not in ``dropkit.integrations``: the loader parses the shell's
+``MODEL`` string (path, ``module:factory`` or timm name) for ``audit``,
+``predict`` and ``score``, and only those commands use it; the framework
+calls it makes (``transformers.AutoModel*``, ``timm.create_model``) are
+imported lazily inside it, like every optional dependency.
 """
 
 from __future__ import annotations

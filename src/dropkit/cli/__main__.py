@@ -1,0 +1,5 @@
+"""``python -m dropkit.cli``: the ``dropkit`` command."""
+
+from dropkit.cli import entry
+
+entry()
