@@ -61,7 +61,9 @@ class DigitsTask:
     kind = "classification"
     kinds = ("element",)
 
-    def __init__(self, epochs: int = 10, samples: int = 8, seed: int = 0, hidden: int = 128):
+    def __init__(
+        self, epochs: int = 10, samples: int = 8, seed: int = 0, hidden: int = 128
+    ) -> None:
         data = self.split(seed)
         self.train_x, self.train_y = data.train
         self.val_x, self.val_y = data.val
