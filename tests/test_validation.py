@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -19,6 +20,7 @@ from dropkit._validation import (
     check_names,
     check_p,
     check_rank,
+    renamed_kwargs,
 )
 
 
@@ -129,3 +131,107 @@ def test_fail_is_the_one_error_helper() -> None:
     assert str(err) == "Layer: expected p in [0, 1), but got 1.5. Use a probability such as 0.1."
     # metrics share it rather than keeping a copy
     assert metric_checks._fail is _fail
+
+
+# --- one vocabulary: the ground truth is `target`; old keywords warn for one release ---
+
+
+def _classification() -> tuple[torch.Tensor, torch.Tensor]:
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype=torch.float64)
+    return probs, torch.tensor([0, 1, 1])
+
+
+def _deprecated(call, old: str, qualname: str):
+    with pytest.warns(DeprecationWarning, match=rf"^{qualname}: the keyword {old}= is deprecated"):
+        return call()
+
+
+def test_renamed_kwargs_forwards_and_refuses_both() -> None:
+    @renamed_kwargs(labels="target")
+    def score(probs: int, target: int) -> int:
+        return target
+
+    assert score(0, target=1) == 1
+    assert (
+        _deprecated(
+            lambda: score(0, labels=2),
+            "labels",
+            "test_renamed_kwargs_forwards_and_refuses_both.<locals>.score",
+        )
+        == 2
+    )
+    with pytest.raises(
+        TypeError, match=r"expected one of labels= \(deprecated\) and target=, but got both"
+    ):
+        score(0, labels=1, target=1)  # type: ignore[call-arg]
+    assert list(inspect.signature(score).parameters) == ["probs", "target"]
+
+
+def test_metrics_take_target() -> None:
+    import dropkit.metrics as M
+
+    probs, target = _classification()
+    for fn in (M.ece, M.mce, M.classwise_ece, M.brier, M.nll, M.accuracy, M.aurc):
+        old = _deprecated(lambda fn=fn: fn(probs, labels=target), "labels", fn.__name__)
+        assert old == fn(probs, target=target)
+
+
+def test_calibrators_take_target() -> None:
+    from dropkit.baselines import TemperatureScaling
+
+    logits, target = torch.log(_classification()[0]), _classification()[1]
+    fitted = _deprecated(
+        lambda: TemperatureScaling().fit(logits, labels=target), "labels", "TemperatureScaling.fit"
+    )
+    assert fitted.temperature == TemperatureScaling().fit(logits, target=target).temperature
+
+
+def test_acquisition_takes_target() -> None:
+    from dropkit.active import balanced_initial
+
+    target = torch.tensor([0, 0, 1, 1, 2, 2])
+    old = _deprecated(
+        lambda: balanced_initial(labels=target, n=3, generator=torch.Generator().manual_seed(0)),
+        "labels",
+        "balanced_initial",
+    )
+    new = balanced_initial(target, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(old, new)
+
+
+def test_mc_results_take_target() -> None:
+    from dropkit.uncertainty import MCAccumulator, MCResult, mc_predict
+
+    x, y = torch.randn(4, 3), torch.randn(4, 1)
+    net = nn.Sequential(nn.Linear(3, 8), nn.Dropout(0.3), nn.Linear(8, 1))
+    old = _deprecated(
+        lambda: mc_predict(net, x, output="regression", tau=2.0, targets=y, seed=0, samples=4),
+        "targets",
+        "mc_predict",
+    )
+    new = mc_predict(net, x, output="regression", tau=2.0, target=y, seed=0, samples=4)
+    assert torch.equal(old.log_likelihood, new.log_likelihood)
+    samples = torch.randn(5, 4, 1)
+    ref = MCResult.from_samples(samples, task="regression", tau=2.0, target=y)
+    got = _deprecated(
+        lambda: MCResult.from_samples(samples, task="regression", tau=2.0, targets=y),
+        "targets",
+        "MCResult.from_samples",
+    )
+    assert torch.equal(got.log_likelihood, ref.log_likelihood)
+    acc = _deprecated(
+        lambda: MCAccumulator(4, task="regression", tau=2.0, targets=y),
+        "targets",
+        "MCAccumulator.__init__",
+    )
+    assert acc.target is y
+
+
+def test_unknown_mc_predict_keyword_is_a_type_error() -> None:
+    from dropkit.uncertainty import mc_predict
+
+    net = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.3))
+    with pytest.raises(
+        TypeError, match=r"mc_predict\(\) got an unexpected keyword argument 'sample'"
+    ):
+        mc_predict(net, torch.randn(2, 3), sample=4)  # type: ignore[call-arg]

@@ -6,10 +6,12 @@ user sees which call failed, what it wanted, what it received and what to do.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
-from collections.abc import Iterable
-from typing import Any, TypeAlias, TypeVar
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import torch
 from numpy.typing import ArrayLike
@@ -20,6 +22,8 @@ TensorLike: TypeAlias = torch.Tensor | ArrayLike
 a tensor, a NumPy array or a nested sequence of numbers."""
 
 _E = TypeVar("_E", bound=Exception)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 def _fail(exc_type: type[_E], caller: str, what: str, value: object, fix: str) -> _E:
@@ -211,3 +215,55 @@ def check_flags(caller: str, **flags: Any) -> None:
     """Apply :func:`check_bool` to each keyword (``check_flags(w, training=t, inplace=i)``)."""
     for name, value in flags.items():
         check_bool(caller, value, name)
+
+
+def renamed_kwargs(**renames: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Keep old keyword names working for one release: ``@renamed_kwargs(labels="target")``.
+
+    A call with an old name warns ``DeprecationWarning`` naming the new one and
+    is forwarded under the new name; passing both is a ``TypeError``. The
+    wrapper keeps the function's name, module, signature and docstring (so its
+    doctest still runs).
+
+    Args:
+        **renames: ``old_name="new_name"`` pairs.
+
+    Returns:
+        A decorator.
+
+    Example:
+        >>> @renamed_kwargs(labels="target")
+        ... def score(probs, target):
+        ...     return target
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     score(0, labels=1)
+        1
+        >>> print(caught[0].message)
+        score: the keyword labels= is deprecated; pass target= instead.
+    """
+
+    def decorate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        name = fn.__qualname__
+
+        @functools.wraps(fn)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(
+                            f"{name}: expected one of {old}= (deprecated) and {new}=, but got "
+                            f"both. Pass {new}= only."
+                        )
+                    warnings.warn(
+                        f"{name}: the keyword {old}= is deprecated; pass {new}= instead.",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

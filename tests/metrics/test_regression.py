@@ -43,7 +43,7 @@ def test_mc_log_likelihood_matches_naive_mixture(generator):
         total += math.log(dens / s)
     assert metrics.mc_log_likelihood(x, y, tau) == pytest.approx(total / n, abs=1e-12)
     # agrees with MCResult's per-input log-likelihood
-    r = MCResult.from_samples(x, task="regression", tau=tau, targets=y)
+    r = MCResult.from_samples(x, task="regression", tau=tau, target=y)
     assert r.log_likelihood.mean().item() == pytest.approx(total / n, abs=1e-12)
     # 1-D targets (N,) with samples (S, N)
     x1, y1 = x[..., 0], y[:, 0]

@@ -93,9 +93,9 @@ def _uci_ll(y_samples: torch.Tensor, y: torch.Tensor, tau: float) -> list[float]
 def test_regression_tau_loglik_is_uci_formula(generator, tau):
     y_s = torch.randn(7, 5, 1, generator=generator, dtype=torch.float64) + 3.0
     y = torch.randn(5, generator=generator, dtype=torch.float64) + 3.0
-    acc = _stream(y_s, [2, 3], task="regression", tau=tau, targets=y)
+    acc = _stream(y_s, [2, 3], task="regression", tau=tau, target=y)
     got = acc.result()
-    _same(got, MCResult.from_samples(y_s, task="regression", tau=tau, targets=y), REG_FIELDS)
+    _same(got, MCResult.from_samples(y_s, task="regression", tau=tau, target=y), REG_FIELDS)
     torch.testing.assert_close(
         got.log_likelihood, torch.tensor(_uci_ll(y_s[..., 0], y, tau)).double()
     )
@@ -106,10 +106,10 @@ def test_regression_heteroscedastic_equals_naive(generator):
     y_s = torch.randn(6, 4, 2, generator=generator, dtype=torch.float64)
     var = torch.rand(6, 4, 2, generator=generator, dtype=torch.float64) + 0.05
     y = torch.randn(4, 2, generator=generator, dtype=torch.float64)
-    acc = MCAccumulator(4, task="regression", heteroscedastic=True, targets=y)
+    acc = MCAccumulator(4, task="regression", heteroscedastic=True, target=y)
     acc.update(y_s[:1], noise_var=var[:1])
     acc.update(y_s[1:], noise_var=var[1:])
-    ref = MCResult.from_samples(y_s, task="regression", noise_var=var, targets=y)
+    ref = MCResult.from_samples(y_s, task="regression", noise_var=var, target=y)
     _same(acc.result(), ref, REG_FIELDS)
     # naive per-point mixture likelihood
     dens = torch.exp(-((y - y_s) ** 2) / (2 * var)) / torch.sqrt(2 * math.pi * var)
@@ -130,7 +130,7 @@ def test_standard_error_of_predicted_class(generator):
 
 def test_memory_does_not_grow_with_samples(generator):
     def buffer_bytes(samples: int) -> int:
-        acc = MCAccumulator(4, task="regression", tau=1.0, targets=torch.zeros(4))
+        acc = MCAccumulator(4, task="regression", tau=1.0, target=torch.zeros(4))
         for _ in range(samples):
             acc.update(torch.randn(1, 4, generator=generator))
         return sum(t.numel() * t.element_size() for t in acc._b.values())

@@ -79,7 +79,7 @@ CASES = [
     (mlp, {"tau": 1.0}, ValueError, r"expected tau, heteroscedastic and targets only with"),
     (
         mlp,
-        {"output": "regression", "targets": torch.zeros(5)},
+        {"output": "regression", "target": torch.zeros(5)},
         ValueError,
         r"expected tau or heteroscedastic=True to score targets",
     ),
@@ -97,7 +97,7 @@ CASES = [
     ),
     (
         mlp,
-        {"output": "regression", "tau": 1.0, "targets": torch.zeros(4)},
+        {"output": "regression", "tau": 1.0, "target": torch.zeros(4)},
         ValueError,
         r"expected targets with 5 rows \(one per input\), but got \(4,\)",
     ),

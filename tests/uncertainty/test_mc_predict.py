@@ -332,9 +332,9 @@ def test_regression_tau_and_heteroscedastic_match_naive(seed):
     net = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 1)).double()
     x, y = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
     got = mc_predict(
-        net, x, samples=9, seed=seed, output="regression", tau=3.0, targets=y, keep_samples=True
+        net, x, samples=9, seed=seed, output="regression", tau=3.0, target=y, keep_samples=True
     )
-    ref = MCResult.from_samples(got.samples, task="regression", tau=3.0, targets=y)
+    ref = MCResult.from_samples(got.samples, task="regression", tau=3.0, target=y)
     for name in ("mean", "epistemic_var", "aleatoric_var", "log_likelihood"):
         torch.testing.assert_close(getattr(got, name), getattr(ref, name))
     assert got.mean.shape == (6, 1) and got.log_likelihood.shape == (6,)
@@ -347,7 +347,7 @@ def test_regression_tau_and_heteroscedastic_match_naive(seed):
         seed=seed,
         output="regression",
         heteroscedastic=True,
-        targets=y,
+        target=y,
         keep_samples=True,
         strategy="batched",
     )
@@ -360,7 +360,7 @@ def test_regression_tau_and_heteroscedastic_match_naive(seed):
             means.append(model.mu(h))
             variances.append(model.log_var(h).exp())
     ref = MCResult.from_samples(
-        torch.stack(means), task="regression", noise_var=torch.stack(variances), targets=y
+        torch.stack(means), task="regression", noise_var=torch.stack(variances), target=y
     )
     for name in ("mean", "epistemic_var", "aleatoric_var", "log_likelihood"):
         torch.testing.assert_close(getattr(het, name), getattr(ref, name))

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dropkit._validation import check_bool, check_choice, check_int
+from dropkit._validation import check_bool, check_choice, check_int, renamed_kwargs
 from dropkit.active.acquisition import ACQUISITIONS, top_k
 from dropkit.active.batch_bald import batch_bald
 from dropkit.baselines.softmax import softmax_predict
@@ -65,26 +65,27 @@ class ActiveLearningResult:
         return asdict(self)
 
 
+@renamed_kwargs(labels="target")
 def balanced_initial(
-    labels: torch.Tensor, n: int, generator: torch.Generator | None = None
+    target: torch.Tensor, n: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Pick ``n`` pool indices spread evenly over the classes present in ``labels``.
+    """Pick ``n`` pool indices spread evenly over the classes present in ``target``.
 
     Each class gets ``n // C`` random members (capped by its size); the rest are
     filled uniformly at random from the remaining pool.
 
     Shape:
-        - labels: ``(N,)``; output ``(n,)`` int64.
+        - target: ``(N,)`` class labels; output ``(n,)`` int64.
     """
-    classes = torch.unique(labels)
+    classes = torch.unique(target)
     per = n // classes.numel()
     picked = []
     for c in classes.tolist():
-        members = (labels == c).nonzero().flatten()
+        members = (target == c).nonzero().flatten()
         order = torch.randperm(members.numel(), generator=generator)
         picked.append(members[order[:per]])
     chosen = torch.cat(picked)
-    rest = torch.ones(labels.shape[0], dtype=torch.bool)
+    rest = torch.ones(target.shape[0], dtype=torch.bool)
     rest[chosen] = False
     left = rest.nonzero().flatten()
     extra = left[torch.randperm(left.numel(), generator=generator)[: n - chosen.numel()]]

@@ -40,7 +40,7 @@ from torch import nn
 from torch.func import functional_call
 
 from dropkit._optional import require
-from dropkit._validation import _fail, check_choice, check_int, check_module
+from dropkit._validation import _fail, check_choice, check_int, check_module, renamed_kwargs
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
 from dropkit.baselines._cost import PeakTensorMemory
 from dropkit.baselines._hmc_diagnostics import HMCDiagnostics, summarize_draws
@@ -278,12 +278,13 @@ class HMC:
             theta = torch.cat([theta, theta.new_tensor([math.log(tau0)])])
         return theta
 
-    def estimate_cost(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    @renamed_kwargs(y="target")
+    def estimate_cost(self, x: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         """Time one gradient evaluation and estimate a run's cost, without sampling.
 
         Args:
             x: Training inputs ``(N, ...)``.
-            y: Targets, as for :meth:`fit`.
+            target: Targets, as for :meth:`fit`.
 
         Shape:
             - x: ``(N, ...)``.
@@ -305,7 +306,7 @@ class HMC:
                 torch.manual_seed(self.seed)
                 with torch.no_grad():
                     out = self._forward(self._flatten(self.model), x)
-                y_ = self._targets(where, x, y, out)
+                y_ = self._targets(where, x, target, out)
                 potential = self._potential(x, y_, [0])
                 self._check_budget(where, potential, self._start(0, x, y_), refuse=False)
         finally:
@@ -347,25 +348,26 @@ class HMC:
                 "chains or max_tree_depth, or raise max_seconds / max_memory_mb."
             )
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor) -> HMC:
+    @renamed_kwargs(y="target")
+    def fit(self, x: torch.Tensor, target: torch.Tensor) -> HMC:
         """Sample the posterior given the full training set.
 
         Args:
             x: Training inputs ``(N, ...)``, finite.
-            y: Regression targets shaped like the model's output (``(N,)`` is
-                accepted for an ``(N, 1)`` output) or class labels ``(N,)``.
+            target: Regression targets shaped like the model's output (``(N,)``
+                is accepted for an ``(N, 1)`` output) or class labels ``(N,)``.
 
         Shape:
             - x: ``(N, ...)``.
-            - y: ``(N, ...)`` (regression) or ``(N,)`` (classification).
+            - target: ``(N, ...)`` (regression) or ``(N,)`` (classification).
 
         Returns:
             ``self``; :attr:`diagnostics` holds R-hat, ESS, divergences, step
             sizes, gradient evaluations and wall time.
 
         Raises:
-            TypeError: If ``x`` or ``y`` is not a tensor.
-            ValueError: On non-finite data, a wrong ``y`` shape, labels out of
+            TypeError: If ``x`` or ``target`` is not a tensor.
+            ValueError: On non-finite data, a wrong ``target`` shape, labels out of
                 range, or a model too large for the budget.
         """
         where = "HMC.fit"
@@ -382,7 +384,7 @@ class HMC:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
-            self._sample(where, pyro_mcmc, x, y)
+            self._sample(where, pyro_mcmc, x, target)
         finally:
             torch.set_num_threads(threads)
         return self
@@ -457,11 +459,12 @@ class HMC:
             return torch.full((flat.shape[0],), self.noise_std**2, dtype=torch.float64)
         return torch.exp(-flat[:, -1])
 
+    @renamed_kwargs(targets="target")
     def predict(
         self,
         x: torch.Tensor,
         *,
-        targets: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
         batch_size: int | None = None,
         keep_samples: bool = False,
     ) -> MCResult:
@@ -469,14 +472,14 @@ class HMC:
 
         Regression: ``mean``, ``epistemic_var`` (variance of the draws' outputs)
         and ``aleatoric_var`` (``noise_std**2``, or the posterior mean of the
-        sampled noise variance ``1 / tau``); with ``targets`` the mixture
+        sampled noise variance ``1 / tau``); with ``target`` the mixture
         log-likelihood. Classification: probabilities averaged over draws, with
         entropy and mutual information. Split R-hat and ESS of the predictive
         are stored in ``diagnostics.predictive_rhat`` / ``predictive_ess``.
 
         Args:
             x: Inputs ``(N, ...)``.
-            targets: Regression targets for ``log_likelihood``.
+            target: Regression targets for ``log_likelihood``.
             batch_size: Chunk size of the forward passes.
             keep_samples: Store the ``(S, N, ...)`` per-draw outputs.
 
@@ -512,7 +515,7 @@ class HMC:
                 stacked,
                 task="regression",
                 keep_samples=keep_samples,
-                targets=targets,
+                target=target,
                 noise_var=noise,
             )
         k = draws.shape[0]

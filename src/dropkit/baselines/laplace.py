@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dropkit._optional import require
-from dropkit._validation import check_choice, check_int, check_module
+from dropkit._validation import check_choice, check_int, check_module, renamed_kwargs
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
 from dropkit.metrics._checks import as_labels
 from dropkit.metrics.information import entropy
@@ -78,10 +78,11 @@ class LastLayerLaplace:
         self._la: Any = None
         self.fit_time_s: float | None = None
 
+    @renamed_kwargs(labels="target")
     def fit(
         self,
         inputs: torch.Tensor,
-        labels: torch.Tensor,
+        target: torch.Tensor,
         *,
         val: tuple[torch.Tensor, torch.Tensor] | None = None,
         batch_size: int = 256,
@@ -90,7 +91,7 @@ class LastLayerLaplace:
 
         Args:
             inputs: Training inputs ``(N, ...)``.
-            labels: Training labels ``(N,)``.
+            target: Training labels ``(N,)``.
             val: Validation ``(inputs, labels)``, required for ``"gridsearch"``.
             batch_size: Batch size of the Hessian pass.
 
@@ -105,7 +106,7 @@ class LastLayerLaplace:
         check_inputs(where, inputs)
         bs = check_int(where, batch_size, "batch_size")
         data = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(inputs, _labels(where, labels, inputs)), batch_size=bs
+            torch.utils.data.TensorDataset(inputs, _labels(where, target, inputs)), batch_size=bs
         )
         if self.prior_optimization == "gridsearch" and val is None:
             raise ValueError(

@@ -17,16 +17,15 @@ References:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from dropkit.metrics._checks import as_labels, as_probs, as_tensor, check_finite
+from dropkit._validation import TensorLike, renamed_kwargs
+from dropkit.metrics._checks import ProbsLike, as_labels, as_probs, as_tensor, check_finite
 
 _TINY = torch.finfo(torch.float64).tiny
 
 
-def _as_logits(caller: str, logits: Any) -> torch.Tensor:
+def _as_logits(caller: str, logits: TensorLike) -> torch.Tensor:
     z = as_tensor(caller, logits, "logits")
     if z.dim() != 2 or z.shape[0] == 0:
         raise ValueError(
@@ -91,16 +90,17 @@ class TemperatureScaling:
         self._log_t = float(log_t.detach())
         return self
 
-    def fit(self, logits: Any, labels: Any) -> TemperatureScaling:
+    @renamed_kwargs(labels="target")
+    def fit(self, logits: TensorLike, target: TensorLike) -> TemperatureScaling:
         """Fit ``T`` on validation logits by minimising the NLL.
 
         Args:
             logits: Validation logits ``(N, C)``.
-            labels: Integer labels ``(N,)``.
+            target: Integer labels ``(N,)``.
 
         Shape:
             - logits: ``(N, C)``.
-            - labels: ``(N,)``.
+            - target: ``(N,)``.
 
         Returns:
             ``self``.
@@ -109,29 +109,30 @@ class TemperatureScaling:
             ValueError: On non-finite logits, bad labels or shapes.
         """
         z = _as_logits("TemperatureScaling.fit", logits)
-        y = as_labels("TemperatureScaling.fit", labels, z.shape[0], z.shape[1])
+        y = as_labels("TemperatureScaling.fit", target, z.shape[0], z.shape[1])
         return self._fit(z, y)
 
-    def fit_probs(self, probs: Any, labels: Any) -> TemperatureScaling:
+    @renamed_kwargs(labels="target")
+    def fit_probs(self, probs: ProbsLike, target: TensorLike) -> TemperatureScaling:
         """Fit ``T`` on the log of (MC mean) probabilities.
 
         Args:
             probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` (averaged
                 first) or an ``MCResult``.
-            labels: Integer labels ``(N,)``.
+            target: Integer labels ``(N,)``.
 
         Shape:
             - probs: ``(N, C)`` or ``(S, N, C)``.
-            - labels: ``(N,)``.
+            - target: ``(N,)``.
 
         Returns:
             ``self``.
         """
         p = as_probs("TemperatureScaling.fit_probs", probs)
-        y = as_labels("TemperatureScaling.fit_probs", labels, p.shape[0], p.shape[1])
+        y = as_labels("TemperatureScaling.fit_probs", target, p.shape[0], p.shape[1])
         return self._fit(p.clamp_min(_TINY).log(), y)
 
-    def transform(self, logits: Any) -> torch.Tensor:
+    def transform(self, logits: TensorLike) -> torch.Tensor:
         """Return the tempered logits ``logits / T`` (float64).
 
         Shape:
@@ -140,7 +141,7 @@ class TemperatureScaling:
         t = self.temperature
         return _as_logits("TemperatureScaling.transform", logits) / t
 
-    def predict_proba(self, logits: Any) -> torch.Tensor:
+    def predict_proba(self, logits: TensorLike) -> torch.Tensor:
         """Return ``softmax(logits / T)`` (float64).
 
         Shape:
@@ -148,7 +149,7 @@ class TemperatureScaling:
         """
         return torch.softmax(self.transform(logits), -1)
 
-    def transform_probs(self, probs: Any) -> torch.Tensor:
+    def transform_probs(self, probs: ProbsLike) -> torch.Tensor:
         """Temper (MC mean) probabilities: ``softmax(log(p) / T)`` (float64).
 
         Args:

@@ -8,16 +8,33 @@ over ``S`` first (the MC predictive averages probabilities, never logits), or an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import torch
 
-from dropkit._validation import _fail
+from dropkit._validation import TensorLike, _fail
 
 #: Rows of a probability matrix must sum to 1 within this absolute tolerance.
 #: Loose enough for float16/bfloat16 softmax outputs, tight enough to reject logits.
 PROB_SUM_ATOL = 1e-3
+
+
+class MCResultLike(Protocol):
+    """What these functions read from an :class:`~dropkit.uncertainty.result.MCResult`.
+
+    Metrics sit below ``uncertainty/`` and never import it, so the result is
+    matched by its fields.
+    """
+
+    task: str
+    samples: torch.Tensor | None
+    predictive_entropy: torch.Tensor | None
+    mutual_information: torch.Tensor | None
+
+
+ProbsLike: TypeAlias = MCResultLike | TensorLike
+"""Probabilities ``(N, C)``, samples ``(S, N, C)`` or a classification ``MCResult``."""
 
 
 def as_tensor(caller: str, x: Any, name: str) -> torch.Tensor:

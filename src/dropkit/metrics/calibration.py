@@ -43,8 +43,8 @@ from typing import Any
 
 import torch
 
-from dropkit._validation import check_choice
-from dropkit.metrics._checks import as_labels, as_probs, check_bins
+from dropkit._validation import TensorLike, check_choice, renamed_kwargs
+from dropkit.metrics._checks import ProbsLike, as_labels, as_probs, check_bins
 
 BINNINGS = ("width", "mass")
 
@@ -108,9 +108,11 @@ def _bin_stats(
     return ReliabilityDiagram(edges, mean_conf, mean_hit, counts)
 
 
-def _top_label(caller: str, probs: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _top_label(
+    caller: str, probs: ProbsLike, target: TensorLike
+) -> tuple[torch.Tensor, torch.Tensor]:
     p = as_probs(caller, probs)
-    y = as_labels(caller, labels, p.shape[0], p.shape[1])
+    y = as_labels(caller, target, p.shape[0], p.shape[1])
     conf, pred = p.max(-1)
     return conf, (pred == y).double()
 
@@ -119,22 +121,23 @@ def _binning(caller: str, n_bins: Any, binning: Any) -> tuple[int, str]:
     return check_bins(caller, n_bins), check_choice(caller, binning, "binning", BINNINGS)
 
 
+@renamed_kwargs(labels="target")
 def reliability_diagram(
-    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "width"
+    probs: ProbsLike, target: TensorLike, *, n_bins: int = 15, binning: str = "width"
 ) -> ReliabilityDiagram:
     """Return the per-bin confidence, accuracy and counts of top-label predictions.
 
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` (averaged over
             ``S`` first) or an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
         n_bins: Number of bins ``B``.
         binning: ``"width"`` (equal-width) or ``"mass"`` (equal-mass); see the
             module docstring for the exact edges.
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels: ``(N,)``.
+        - target: ``(N,)``.
 
     Returns:
         A :class:`ReliabilityDiagram`.
@@ -142,12 +145,14 @@ def reliability_diagram(
     Raises:
         ValueError: On bad probabilities, labels, shapes or options.
     """
-    return _diagram("reliability_diagram", probs, labels, n_bins, binning)
+    return _diagram("reliability_diagram", probs, target, n_bins, binning)
 
 
-def _diagram(caller: str, probs: Any, labels: Any, n_bins: Any, binning: Any) -> ReliabilityDiagram:
+def _diagram(
+    caller: str, probs: ProbsLike, target: TensorLike, n_bins: Any, binning: Any
+) -> ReliabilityDiagram:
     nb, mode = _binning(caller, n_bins, binning)
-    conf, hit = _top_label(caller, probs, labels)
+    conf, hit = _top_label(caller, probs, target)
     return _bin_stats(conf, hit, nb, mode)
 
 
@@ -157,7 +162,8 @@ def _ece_from(d: ReliabilityDiagram) -> float:
     return float((d.counts[used].double() / n * d.gaps[used]).sum())
 
 
-def ece(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "width") -> float:
+@renamed_kwargs(labels="target")
+def ece(probs: ProbsLike, target: TensorLike, *, n_bins: int = 15, binning: str = "width") -> float:
     """Expected calibration error of the top-label confidence.
 
     ``sum_b (n_b / N) |acc_b - conf_b|`` with the binning of the module docstring.
@@ -165,13 +171,13 @@ def ece(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "width") ->
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` (averaged first) or
             an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
         n_bins: Number of bins.
         binning: ``"width"`` or ``"mass"``.
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels: ``(N,)``.
+        - target: ``(N,)``.
 
     Returns:
         ECE in ``[0, 1]`` as a float.
@@ -186,48 +192,52 @@ def ece(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "width") ->
         >>> round(ece(p, torch.tensor([0, 1]), n_bins=10), 12)  # (0.1 + 0.6) / 2
         0.35
     """
-    return _ece_from(_diagram("ece", probs, labels, n_bins, binning))
+    return _ece_from(_diagram("ece", probs, target, n_bins, binning))
 
 
-def mce(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "width") -> float:
+@renamed_kwargs(labels="target")
+def mce(probs: ProbsLike, target: TensorLike, *, n_bins: int = 15, binning: str = "width") -> float:
     """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins.
 
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` or an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
         n_bins: Number of bins.
         binning: ``"width"`` or ``"mass"``.
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels: ``(N,)``.
+        - target: ``(N,)``.
 
     Returns:
         MCE in ``[0, 1]``.
     """
-    d = _diagram("mce", probs, labels, n_bins, binning)
+    d = _diagram("mce", probs, target, n_bins, binning)
     return float(d.gaps[d.counts > 0].max())
 
 
-def classwise_ece(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "width") -> float:
+@renamed_kwargs(labels="target")
+def classwise_ece(
+    probs: ProbsLike, target: TensorLike, *, n_bins: int = 15, binning: str = "width"
+) -> float:
     """Classwise ECE: per-class ECE of ``p_k`` against ``1[y = k]``, averaged over classes.
 
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` or an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
         n_bins: Number of bins per class.
         binning: ``"width"`` or ``"mass"`` (mass edges computed per class).
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels: ``(N,)``.
+        - target: ``(N,)``.
 
     Returns:
         The mean over the ``C`` classes of each class's ECE.
     """
     nb, mode = _binning("classwise_ece", n_bins, binning)
     p = as_probs("classwise_ece", probs)
-    y = as_labels("classwise_ece", labels, p.shape[0], p.shape[1])
+    y = as_labels("classwise_ece", target, p.shape[0], p.shape[1])
     per = [
         _ece_from(_bin_stats(p[:, k].contiguous(), (y == k).double(), nb, mode))
         for k in range(p.shape[1])
@@ -235,60 +245,63 @@ def classwise_ece(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "
     return float(sum(per) / len(per))
 
 
-def brier(probs: Any, labels: Any) -> float:
+@renamed_kwargs(labels="target")
+def brier(probs: ProbsLike, target: TensorLike) -> float:
     """Multi-class Brier score ``mean_n sum_c (p_nc - 1[y_n = c])^2``, in ``[0, 2]``.
 
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` or an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels: ``(N,)``.
+        - target: ``(N,)``.
 
     Returns:
         The Brier score.
     """
     p = as_probs("brier", probs)
-    y = as_labels("brier", labels, p.shape[0], p.shape[1])
+    y = as_labels("brier", target, p.shape[0], p.shape[1])
     onehot = torch.nn.functional.one_hot(y, p.shape[1]).double()
     return float(((p - onehot) ** 2).sum(-1).mean())
 
 
-def nll(probs: Any, labels: Any) -> float:
+@renamed_kwargs(labels="target")
+def nll(probs: ProbsLike, target: TensorLike) -> float:
     """Negative log-likelihood ``mean_n -log p_{n, y_n}`` (natural log).
 
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` (averaged first, so
             this is the NLL of the MC predictive) or an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels: ``(N,)``.
+        - target: ``(N,)``.
 
     Returns:
         The mean NLL; ``inf`` if a true class has probability exactly 0.
     """
     p = as_probs("nll", probs)
-    y = as_labels("nll", labels, p.shape[0], p.shape[1])
+    y = as_labels("nll", target, p.shape[0], p.shape[1])
     return float(-p.gather(1, y[:, None]).log().mean())
 
 
-def accuracy(probs: Any, labels: Any) -> float:
+@renamed_kwargs(labels="target")
+def accuracy(probs: ProbsLike, target: TensorLike) -> float:
     """Top-1 accuracy of ``argmax`` predictions (first index on ties).
 
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` or an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels: ``(N,)``.
+        - target: ``(N,)``.
 
     Returns:
         The fraction of correct predictions.
     """
     p = as_probs("accuracy", probs)
-    y = as_labels("accuracy", labels, p.shape[0], p.shape[1])
+    y = as_labels("accuracy", target, p.shape[0], p.shape[1])
     return float((p.argmax(-1) == y).double().mean())

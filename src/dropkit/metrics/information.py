@@ -19,12 +19,10 @@ References:
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
 
 from dropkit._validation import TensorLike
-from dropkit.metrics._checks import as_probs, as_tensor, check_finite
+from dropkit.metrics._checks import MCResultLike, as_probs, as_tensor, check_finite
 
 __all__ = [
     "MCResultLike",
@@ -35,19 +33,6 @@ __all__ = [
     "mutual_information",
     "predictive_entropy",
 ]
-
-
-class MCResultLike(Protocol):
-    """What these functions read from an :class:`~dropkit.uncertainty.result.MCResult`.
-
-    Metrics sit below ``uncertainty/`` and never import it, so the result is
-    matched by its fields.
-    """
-
-    task: str
-    samples: torch.Tensor | None
-    predictive_entropy: torch.Tensor | None
-    mutual_information: torch.Tensor | None
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

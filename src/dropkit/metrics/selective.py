@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from dropkit.metrics._checks import as_labels, as_probs, as_vector
+from dropkit._validation import TensorLike, renamed_kwargs
+from dropkit.metrics._checks import ProbsLike, as_labels, as_probs, as_vector
 
 
 @dataclass
@@ -55,19 +56,22 @@ class RiskCoverage:
         }
 
 
-def risk_coverage(probs: Any, labels: Any, *, uncertainty: Any = None) -> RiskCoverage:
+@renamed_kwargs(labels="target")
+def risk_coverage(
+    probs: ProbsLike, target: TensorLike, *, uncertainty: TensorLike | None = None
+) -> RiskCoverage:
     """Risk-coverage curve of abstaining on the most uncertain inputs first.
 
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` (averaged first) or
             an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
         uncertainty: Optional score ``(N,)``, higher = abstain first; defaults
             to ``1 - max_c p_c``.
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels, uncertainty: ``(N,)``.
+        - target, uncertainty: ``(N,)``.
 
     Returns:
         A :class:`RiskCoverage`.
@@ -77,7 +81,7 @@ def risk_coverage(probs: Any, labels: Any, *, uncertainty: Any = None) -> RiskCo
     """
     p = as_probs("risk_coverage", probs)
     n = p.shape[0]
-    y = as_labels("risk_coverage", labels, n, p.shape[1])
+    y = as_labels("risk_coverage", target, n, p.shape[1])
     conf, pred = p.max(-1)
     u = (
         1.0 - conf
@@ -100,17 +104,18 @@ def risk_coverage(probs: Any, labels: Any, *, uncertainty: Any = None) -> RiskCo
     return RiskCoverage(cum_n / n, cum_err / cum_n, values, aurc)
 
 
-def aurc(probs: Any, labels: Any, *, uncertainty: Any = None) -> float:
+@renamed_kwargs(labels="target")
+def aurc(probs: ProbsLike, target: TensorLike, *, uncertainty: TensorLike | None = None) -> float:
     """Area under the risk-coverage curve (lower is better).
 
     Args:
         probs: Probabilities ``(N, C)``, samples ``(S, N, C)`` or an ``MCResult``.
-        labels: Integer class labels ``(N,)``.
+        target: Integer class labels ``(N,)``.
         uncertainty: Optional score ``(N,)``, higher = abstain first.
 
     Shape:
         - probs: ``(N, C)`` or ``(S, N, C)``.
-        - labels, uncertainty: ``(N,)``.
+        - target, uncertainty: ``(N,)``.
 
     Returns:
         AURC in ``[0, 1]``.
@@ -121,4 +126,4 @@ def aurc(probs: Any, labels: Any, *, uncertainty: Any = None) -> float:
         >>> round(aurc(p, torch.tensor([0, 1, 0])), 6)  # risks 0, 1/2, 1/3
         0.277778
     """
-    return risk_coverage(probs, labels, uncertainty=uncertainty).aurc
+    return risk_coverage(probs, target, uncertainty=uncertainty).aurc

@@ -384,7 +384,7 @@ class Engine:
             n,
             task="classification" if cfg.output != "regression" else "regression",
             tau=cfg.tau,
-            targets=tgt,
+            target=tgt,
             heteroscedastic=cfg.heteroscedastic,
             keep_samples=cfg.keep_samples,
         )

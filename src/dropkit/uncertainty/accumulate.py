@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from dropkit._validation import renamed_kwargs
 from dropkit.metrics.information import entropy, entropy_terms
 from dropkit.uncertainty.result import MCResult
 
@@ -36,7 +37,8 @@ class MCAccumulator:
         n: Number of inputs (rows).
         task: ``"classification"`` (chunks are probabilities) or ``"regression"``.
         tau: Regression noise precision (homoscedastic), or ``None``.
-        targets: Regression targets ``(n, ...)`` for the log-likelihood.
+        target: Regression targets ``(n, ...)`` for the log-likelihood
+            (``targets=`` is its deprecated name).
         heteroscedastic: Chunks come with per-sample noise variances.
         keep_samples: Keep the raw samples (memory then grows with ``S``).
 
@@ -46,20 +48,21 @@ class MCAccumulator:
           with NaN for rows that stopped early.
     """
 
+    @renamed_kwargs(targets="target")
     def __init__(
         self,
         n: int,
         *,
         task: str = "classification",
         tau: float | None = None,
-        targets: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
         heteroscedastic: bool = False,
         keep_samples: bool = False,
     ) -> None:
         self.n = n
         self.task = task
         self.tau = tau
-        self.targets = targets
+        self.target = target
         from dropkit._validation import check_bool
 
         self.heteroscedastic = check_bool("MCAccumulator", heteroscedastic, "heteroscedastic")
@@ -82,7 +85,7 @@ class MCAccumulator:
         else:
             if self.heteroscedastic:
                 b["noise"] = torch.zeros(shape, dtype=f64)
-            if self.targets is not None and (self.heteroscedastic or self.tau is not None):
+            if self.target is not None and (self.heteroscedastic or self.tau is not None):
                 b["lse_max"] = torch.full((self.n,), -math.inf, dtype=f64)
                 b["lse_sum"] = torch.zeros(self.n, dtype=f64)
         if self.keep_samples:
@@ -134,11 +137,11 @@ class MCAccumulator:
                     )
                 nv = noise_var.detach().to("cpu", torch.float64)
                 b["noise"][idx] = b["noise"][idx] + nv.sum(0)
-                if self.targets is not None:
-                    y = self.targets[idx].to(torch.float64).reshape(x.shape[1:]).unsqueeze(0)
+                if self.target is not None:
+                    y = self.target[idx].to(torch.float64).reshape(x.shape[1:]).unsqueeze(0)
                     per = -0.5 * (torch.log(2 * math.pi * nv) + (y - x) ** 2 / nv)
-            elif self.targets is not None and self.tau is not None:
-                y = self.targets[idx].to(torch.float64).reshape(x.shape[1:]).unsqueeze(0)
+            elif self.target is not None and self.tau is not None:
+                y = self.target[idx].to(torch.float64).reshape(x.shape[1:]).unsqueeze(0)
                 per = -0.5 * self.tau * (y - x) ** 2
             if per is not None and "lse_max" in b:
                 per = per.reshape(k, x.shape[1], -1).sum(-1)  # (K, M)

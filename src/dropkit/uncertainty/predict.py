@@ -34,7 +34,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from dropkit._validation import _fail, check_bool, check_choice, check_int, check_module
+from dropkit._validation import (
+    _fail,
+    check_bool,
+    check_choice,
+    check_int,
+    check_module,
+    renamed_kwargs,
+)
 from dropkit.uncertainty._engine import Engine, Settings
 from dropkit.uncertainty._inputs import (
     check_not_texts,
@@ -122,23 +129,43 @@ def _check_not_empty(inputs: Any, total: int | None) -> None:
     )
 
 
-def _settings(**kw: Any) -> Settings:
-    samples = _samples("samples", kw["samples"])
-    output = check_choice(WHERE, kw["output"], "output", ("logits", "probs", "regression"))
-    strategy = check_choice(WHERE, kw["strategy"], "strategy", ("auto", "loop", "batched"))
-    tau = _positive("tau", kw["tau"], "Pass the noise precision 1 / sigma^2, e.g. tau=1.0.")
-    tol = _positive("tol", kw["tol"], "Pass a standard-error tolerance such as tol=0.01.")
-    memory_mb = _positive("memory_mb", kw["memory_mb"], "Pass a budget in MiB such as 256.")
-    hetero = check_bool(WHERE, kw["heteroscedastic"], "heteroscedastic")
-    consistent = check_bool(WHERE, kw["consistent_masks"], "consistent_masks")
-    keep = check_bool(WHERE, kw["keep_samples"], "keep_samples")
-    targets = kw["targets"]
-    if output != "regression" and (tau is not None or hetero or targets is not None):
+def _settings(
+    *,
+    samples: int,
+    output: str,
+    strategy: str,
+    tau: float | None,
+    tol: float | None,
+    memory_mb: float,
+    heteroscedastic: bool,
+    target: torch.Tensor | None,
+    max_samples: int | None,
+    min_samples: int | None,
+    chunk_samples: int | None,
+    seed: int | None,
+    batch_size: int | None,
+    features: Callable[..., Any] | None,
+    head: Callable[..., Any] | None,
+    progress: bool | None,
+    consistent_masks: bool,
+    keep_samples: bool,
+) -> Settings:
+    """Validate mc_predict's options (every message names ``mc_predict``)."""
+    n_samples = _samples("samples", samples)
+    out = check_choice(WHERE, output, "output", ("logits", "probs", "regression"))
+    how = check_choice(WHERE, strategy, "strategy", ("auto", "loop", "batched"))
+    tau = _positive("tau", tau, "Pass the noise precision 1 / sigma^2, e.g. tau=1.0.")
+    tol = _positive("tol", tol, "Pass a standard-error tolerance such as tol=0.01.")
+    memory = _positive("memory_mb", memory_mb, "Pass a budget in MiB such as 256.")
+    hetero = check_bool(WHERE, heteroscedastic, "heteroscedastic")
+    consistent = check_bool(WHERE, consistent_masks, "consistent_masks")
+    keep = check_bool(WHERE, keep_samples, "keep_samples")
+    if out != "regression" and (tau is not None or hetero or target is not None):
         raise _fail(
             ValueError,
             WHERE,
             "tau, heteroscedastic and targets only with output='regression'",
-            f"output={output!r}",
+            f"output={out!r}",
             "Pass output='regression' or drop those arguments.",
         )
     if hetero and tau is not None:
@@ -149,15 +176,15 @@ def _settings(**kw: Any) -> Settings:
             tau,
             "A heteroscedastic head predicts its own noise; drop tau.",
         )
-    if targets is not None and not isinstance(targets, torch.Tensor):
+    if target is not None and not isinstance(target, torch.Tensor):
         raise _fail(
             TypeError,
             WHERE,
             "targets to be a tensor",
-            type(targets).__name__,
+            type(target).__name__,
             "Pass torch.as_tensor(y).",
         )
-    if targets is not None and tau is None and not hetero:
+    if target is not None and tau is None and not hetero:
         raise _fail(
             ValueError,
             WHERE,
@@ -165,41 +192,36 @@ def _settings(**kw: Any) -> Settings:
             "tau=None",
             "Pass the noise precision tau (UCI protocol) or a heteroscedastic head.",
         )
-    max_samples = samples
-    min_samples = samples
-    if tol is None and (kw["min_samples"] is not None or kw["max_samples"] is not None):
-        given = "min_samples" if kw["min_samples"] is not None else "max_samples"
+    top, least = n_samples, n_samples
+    if tol is None and (min_samples is not None or max_samples is not None):
+        given = "min_samples" if min_samples is not None else "max_samples"
+        value = min_samples if min_samples is not None else max_samples
         raise _fail(
             ValueError,
             WHERE,
             "min_samples / max_samples only with tol= (adaptive sampling)",
-            f"{given}={kw[given]!r} and tol=None",
+            f"{given}={value!r} and tol=None",
             "Pass tol=0.01 to stop each input once its standard error is below it, or "
             "drop them and pass samples= for a fixed count.",
         )
     if tol is not None:
-        raw_max = kw["max_samples"] if kw["max_samples"] is not None else samples
-        max_samples = _samples("max_samples", raw_max)
-        lo = kw["min_samples"] if kw["min_samples"] is not None else min(10, max_samples)
-        min_samples = _samples("min_samples", lo, minimum=2)
-        if min_samples > max_samples:
+        top = _samples("max_samples", max_samples if max_samples is not None else n_samples)
+        lo = min_samples if min_samples is not None else min(10, top)
+        least = _samples("min_samples", lo, minimum=2)
+        if least > top:
             raise _fail(
                 ValueError,
                 WHERE,
-                f"min_samples <= max_samples ({max_samples})",
-                min_samples,
+                f"min_samples <= max_samples ({top})",
+                least,
                 "Lower min_samples or raise max_samples.",
             )
-    chunk = kw["chunk_samples"]
-    if chunk is not None:
-        chunk = check_int(WHERE, chunk, "chunk_samples")
-    seed = kw["seed"]
+    chunk = None if chunk_samples is None else check_int(WHERE, chunk_samples, "chunk_samples")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise _fail(TypeError, WHERE, "seed to be an int or None", seed, "Pass seed=0.")
-    batch_size = kw["batch_size"]
     if batch_size is not None:
-        batch_size = check_int(WHERE, batch_size, "batch_size")
-    if (kw["features"] is None) != (kw["head"] is None):
+        check_int(WHERE, batch_size, "batch_size")
+    if (features is None) != (head is None):
         raise _fail(
             ValueError,
             WHERE,
@@ -207,22 +229,23 @@ def _settings(**kw: Any) -> Settings:
             "only one of them",
             "Pass both (features: inputs -> features, head: features -> output) or neither.",
         )
-    check_bool(WHERE, kw["progress"], "progress", optional=True)
+    check_bool(WHERE, progress, "progress", optional=True)
     return Settings(
-        output=output,
-        strategy=strategy,
-        max_samples=max_samples,
-        min_samples=min_samples,
+        output=out,
+        strategy=how,
+        max_samples=top,
+        min_samples=least,
         tol=tol,
         tau=tau,
         heteroscedastic=hetero,
-        memory_bytes=(memory_mb or 256.0) * 2**20,
+        memory_bytes=(memory or 256.0) * 2**20,
         chunk_samples=chunk,
         consistent=consistent,
         keep_samples=keep,
     )
 
 
+@renamed_kwargs(targets="target")
 def mc_predict(
     model: nn.Module,
     inputs: Any,
@@ -234,7 +257,7 @@ def mc_predict(
     head: Callable[..., Any] | None = None,
     heteroscedastic: bool = False,
     tau: float | None = None,
-    targets: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
     batch_size: int | None = None,
     tokenizer: Any = None,
     strategy: str = "auto",
@@ -301,8 +324,8 @@ def mc_predict(
         heteroscedastic: Regression head returns ``(mean, log_var)`` (a pair, or a
             tensor split in halves on its last dim).
         tau: Regression noise precision: ``aleatoric_var = 1 / tau``.
-        targets: Regression targets ``(N, ...)`` for ``log_likelihood`` (needs
-            ``tau`` or ``heteroscedastic``).
+        target: Regression targets ``(N, ...)`` for ``log_likelihood`` (needs
+            ``tau`` or ``heteroscedastic``). ``targets=`` is its deprecated name.
         batch_size: Cut tensor / mapping inputs (and loader batches) into pieces;
             with ``tokenizer``, texts tokenized per batch (default 32).
         tokenizer: A Hugging Face tokenizer, to predict on raw texts: ``inputs``
@@ -383,7 +406,7 @@ def mc_predict(
         tol=tol,
         memory_mb=memory_mb,
         heteroscedastic=heteroscedastic,
-        targets=targets,
+        target=target,
         max_samples=max_samples,
         min_samples=min_samples,
         chunk_samples=chunk_samples,
@@ -409,17 +432,17 @@ def mc_predict(
         smallest = 4 if cfg.output == "regression" else 8
         check_kept_bytes(cfg.max_samples, total, smallest, exact=False)
     keys = row_keys(row_ids, total)
-    if targets is not None and total is not None and targets.shape[0] != total:
+    if target is not None and total is not None and target.shape[0] != total:
         raise _fail(
             ValueError,
             WHERE,
             f"targets with {total} rows (one per input)",
-            tuple(targets.shape),
+            tuple(target.shape),
             "Pass one target per input, in input order.",
         )
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
-    from dropkit.modes import MCMode
+    from dropkit.sites.modes import open_mc_mode
 
     bar = progress_bar(progress, total)
     parts: list[MCResult] = []
@@ -428,7 +451,7 @@ def mc_predict(
         # unselected dropout off) even if the model was left in training mode: flags are
         # switched directly (no user eval()/train() override runs) and held by reference
         # count, so concurrent calls on one model restore it in any order.
-        with torch.no_grad(), MCMode(model, sites, eval_others=True) as handle:
+        with torch.no_grad(), open_mc_mode(model, sites, eval_others=True) as handle:
             engine = Engine(
                 model,
                 handle.enabled,
@@ -446,7 +469,7 @@ def mc_predict(
                     batch = to_device(batch, device)
                     _check_rows(batch)
                     here = batch_keys(keys, offset, rows_of(batch))
-                    part, n = engine.predict_batch(batch, targets, offset, here)
+                    part, n = engine.predict_batch(batch, target, offset, here)
                     parts.append(part)
                     offset += n
                     if bar is not None:
@@ -462,12 +485,12 @@ def mc_predict(
             "an empty iterable",
             "Pass a non-empty tensor or loader.",
         )
-    if targets is not None and offset != targets.shape[0]:
+    if target is not None and offset != target.shape[0]:
         raise _fail(
             ValueError,
             WHERE,
             f"targets with {offset} rows (one per input)",
-            tuple(targets.shape),
+            tuple(target.shape),
             "Pass one target per input, in input order.",
         )
     if keys is not None and offset != keys.numel():

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dropkit._validation import renamed_kwargs
 from dropkit.metrics.information import entropy, entropy_terms
 
 
@@ -103,6 +104,7 @@ class MCResult:
         return self.epistemic_var + self.aleatoric_var
 
     @classmethod
+    @renamed_kwargs(targets="target")
     def from_samples(
         cls,
         samples: torch.Tensor,
@@ -110,7 +112,7 @@ class MCResult:
         task: str = "classification",
         keep_samples: bool = False,
         tau: float | None = None,
-        targets: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
         noise_var: torch.Tensor | None = None,
     ) -> MCResult:
         """Build a result from stacked samples with exact (float64) reductions.
@@ -126,10 +128,11 @@ class MCResult:
             keep_samples: Store ``samples`` on the result.
             tau: Regression noise precision; sets ``aleatoric_var = 1 / tau`` and
                 enables ``log_likelihood``.
-            targets: Regression targets ``(N, ...)`` for ``log_likelihood``.
+            target: Regression targets ``(N, ...)`` for ``log_likelihood``
+                (``targets=`` is its deprecated name).
             noise_var: Per-sample noise variances ``(S, N, ...)`` of a
                 heteroscedastic head (``exp`` of its log-variance). Sets
-                ``aleatoric_var`` to their mean and scores ``targets`` under
+                ``aleatoric_var`` to their mean and scores ``target`` under
                 ``N(y_s, noise_var_s)``; exclusive with ``tau``.
 
         Shape:
@@ -183,15 +186,15 @@ class MCResult:
                 )
             nv = noise_var.double()
             alea = nv.mean(0)
-            if targets is not None:
-                y = targets.double().reshape(mean.shape).unsqueeze(0)
+            if target is not None:
+                y = target.double().reshape(mean.shape).unsqueeze(0)
                 per = -0.5 * (torch.log(2 * math.pi * nv) + (y - x) ** 2 / nv)
                 per = per.reshape(s, n, -1).sum(-1)
                 ll = torch.logsumexp(per, 0) - math.log(s)
         elif tau is not None:
             alea = torch.full_like(mean, 1.0 / tau)
-            if targets is not None:
-                sq = (targets.double().reshape(mean.shape).unsqueeze(0) - x) ** 2
+            if target is not None:
+                sq = (target.double().reshape(mean.shape).unsqueeze(0) - x) ** 2
                 per = -0.5 * tau * sq
                 while per.dim() > 2:
                     per = per.sum(-1)
