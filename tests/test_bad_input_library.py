@@ -65,6 +65,7 @@ BOOL_CALLS: dict[str, Callable[..., Any]] = {
     "fast_dropout": lambda **kw: dropkit.fast_dropout(make_net(), **kw),
     "find_dropout": lambda **kw: find_dropout(mlp(), **kw),
     "mc_predict": lambda **kw: mc_predict(mlp(), X, samples=2, **kw),
+    "MCMode": lambda **kw: dropkit.MCMode(mlp(), **kw).restore(),
     "alpha_dropout": lambda **kw: DF.alpha_dropout(torch.ones(4), 0.1, **kw),
     "attention_dropout": lambda **kw: DF.attention_dropout(torch.ones(1, 2, 2), 0.1, **kw),
     "concrete_dropout": lambda **kw: DF.concrete_dropout(torch.ones(4), torch.tensor(0.0), **kw),
@@ -362,7 +363,7 @@ def test_path_rates_on_a_model_without_path_sites_warn_with_the_fix() -> None:
     before = state(net)
     for call in (
         lambda: set_dropout(net, {"path": 0.1}),
-        lambda: set_dropout(net, 0.1, kinds="path"),
+        lambda: set_dropout(net, 0.1, sites="path"),
     ):
         with pytest.warns(UserWarning, match=r"select none.*drop_path_rate=0.1"):
             assert call() == []

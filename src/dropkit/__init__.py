@@ -36,10 +36,13 @@ _API: dict[str, str] = {
     "list_dropouts": "dropkit._registry",
     # model control
     "DropoutSite": "dropkit.sites",
+    "DropoutChange": "dropkit.sites",
     "find_dropout": "dropkit.sites",
     "set_dropout": "dropkit.sites",
-    "mc_mode": "dropkit.modes",
-    "guard": "dropkit.modes",
+    "mc_mode": "dropkit.sites",
+    "MCMode": "dropkit.sites",
+    "guard": "dropkit.sites",
+    "GuardHandle": "dropkit.sites",
     "fast_dropout": "dropkit.swap",
     # uncertainty
     "MCResult": "dropkit.uncertainty",

@@ -12,7 +12,7 @@ from torch import nn
 
 from _rate_meter import RateMeter
 from dropkit.kernels import draw_seed, effective_p, seeded_dropout
-from dropkit.modes import mc_mode
+from dropkit.sites import mc_mode
 from dropkit.swap import fast_dropout
 
 transformers = pytest.importorskip("transformers")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from _rate_meter import RateMeter, within
-from dropkit.modes import mc_mode
+from dropkit.sites import mc_mode
 from dropkit.sites import find_dropout, set_dropout
 
 transformers = pytest.importorskip("transformers")
@@ -217,9 +217,9 @@ def test_mc_mode_switches_fused_attention_dropout(name: str, seed: int) -> None:
     set_dropout(model, 0.0)
     if name == "t5":  # dropout_rate builds both kinds: the config cannot hold 0 and 0.25
         with pytest.warns(UserWarning, match="config field 'dropout_rate'"):
-            set_dropout(model, 0.25, kinds="attention")
+            set_dropout(model, 0.25, sites="attention")
     else:
-        set_dropout(model, 0.25, kinds="attention")
+        set_dropout(model, 0.25, sites="attention")
     inputs = make_inputs()
     meter = RateMeter()
     with torch.no_grad(), meter:
@@ -241,21 +241,21 @@ def test_config_alone_changes_nothing_but_set_dropout_changes_both() -> None:
     model, _ = build("gpt2")
     model.config.resid_pdrop = 0.4
     assert {s.p for s in find_dropout(model) if s.path.endswith("resid_dropout")} == {0.1}
-    set_dropout(model, 0.3, kinds="element")
+    set_dropout(model, 0.3, sites="element")
     assert {s.p for s in find_dropout(model) if s.kind == "element"} == {0.3}
     assert model.config.resid_pdrop == 0.3 and model.config.embd_pdrop == 0.3
     assert model.config.attn_pdrop == 0.1
     # resid_pdrop also builds the MLP dropouts: changing only attn.resid_dropout cannot be
     # saved in the config, and set_dropout says so instead of failing silently
     with pytest.warns(UserWarning, match=r"'resid_pdrop' .* differ per site \(\[0.2, 0.3\]\)"):
-        set_dropout(model, 0.2, where="*attn.resid_dropout")
+        set_dropout(model, 0.2, sites="*attn.resid_dropout")
     assert model.config.resid_pdrop == 0.3  # the deepest site (h.1.mlp.dropout) decides
 
 
 def test_depth_function_warns_when_config_cannot_hold_it(tmp_path) -> None:
     model, _ = build("bert")
     with pytest.warns(UserWarning, match="expected config field 'hidden_dropout_prob' to hold"):
-        set_dropout(model, lambda site, depth: 0.1 + 0.2 * depth, kinds="element")
+        set_dropout(model, lambda site, depth: 0.1 + 0.2 * depth, sites="element")
     rates = [s.p for s in find_dropout(model) if s.kind == "element"]
     assert rates[0] == pytest.approx(0.1) and rates[-1] == pytest.approx(0.3)
 
@@ -263,7 +263,7 @@ def test_depth_function_warns_when_config_cannot_hold_it(tmp_path) -> None:
 def test_classifier_head_sites_and_fallback_field() -> None:
     model, _ = build("bert")
     assert model.config.classifier_dropout is None
-    changes = set_dropout(model, 0.05, where="dropout")
+    changes = set_dropout(model, 0.05, sites="dropout")
     assert [(c.attr, c.control, c.new) for c in changes] == [
         ("p", "module", 0.05),
         ("classifier_dropout", "config", 0.05),
@@ -327,7 +327,7 @@ def test_minilm_attention_dropout_really_on(minilm_dir, attn: str, seed: int) ->
         assert torch.equal(model(**inputs).last_hidden_state, ref)
         assert_same(before, snapshot(model))
         # hidden dropout off: what remains random is attention dropout alone
-        set_dropout(model, 0.0, kinds="element")
+        set_dropout(model, 0.0, sites="element")
         assert model.config.hidden_dropout_prob == 0.0
         with mc_mode(model) as handle:
             assert {s.kind for s in handle.enabled} == {"attention"}
@@ -389,7 +389,7 @@ def test_sub_configs_are_updated(tmp_path) -> None:
         projection_dim=16,
     )
     model = T.CLIPModel(config).eval()
-    changes = set_dropout(model, 0.2, kinds="attention")
+    changes = set_dropout(model, 0.2, sites="attention")
     fields = sorted(c.attr for c in changes if c.control == "config")
     assert fields == ["text_config.attention_dropout", "vision_config.attention_dropout"]
     assert model.config.text_config.attention_dropout == 0.2
@@ -416,6 +416,6 @@ def test_bad_input_leaves_hf_model_unchanged() -> None:
     with pytest.raises(ValueError, match="Known kinds: element, spatial"):
         set_dropout(model, 0.3, kinds=["element", "dropconnect"])
     with pytest.warns(UserWarning, match="select none"):
-        set_dropout(model, 0.3, where="decoder.*")
+        set_dropout(model, 0.3, sites="decoder.*")
     assert_same(before, snapshot(model))
     assert model.config.to_dict() == config

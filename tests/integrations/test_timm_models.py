@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from _rate_meter import RateMeter, within
-from dropkit.modes import DropoutActiveWarning, guard, mc_mode
+from dropkit.sites import DropoutActiveWarning, guard, mc_mode
 from dropkit.sites import find_dropout, set_dropout
 
 timm = pytest.importorskip("timm")
@@ -93,7 +93,7 @@ def test_vit_rates_under_mc_mode(fused: bool, seed: int) -> None:
 
 def test_vit_attention_only(seed: int) -> None:
     model = vit()
-    set_dropout(model, 0.2, kinds="attention")
+    set_dropout(model, 0.2, sites="attention")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad(), mc_mode(model, sites="attention"):
         assert not torch.equal(model(x), model(x))

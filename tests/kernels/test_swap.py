@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -90,3 +92,89 @@ def test_invalid_arguments() -> None:
     )
     with pytest.raises(ValueError, match=msg):
         fast_dropout(nn.Dropout())
+
+
+def _headed() -> nn.Module:
+    blocks = nn.ModuleList(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1)) for _ in range(3))
+    return nn.ModuleDict({"blocks": blocks, "head": nn.Dropout(0.2), "spatial": nn.Dropout2d()})
+
+
+def _swapped(net: nn.Module) -> list[str]:
+    return [n for n, m in net.named_modules() if isinstance(m, dropkit.nn.Dropout)]
+
+
+@pytest.mark.parametrize(
+    ("sites", "paths"),
+    [
+        ("head", ["head"]),
+        ("element", ["blocks.0.1", "blocks.1.1", "blocks.2.1", "head"]),
+        ("last:1", ["blocks.2.1", "head"]),
+        ("blocks:0-0", ["blocks.0.1", "head"]),
+        ("blocks.1.*", ["blocks.1.1"]),
+        (re.compile(r"^blocks\.[02]"), ["blocks.0.1", "blocks.2.1"]),
+        (lambda site: site.depth == 1, ["blocks.1.1"]),
+        (["head", "blocks.0.*"], ["blocks.0.1", "head"]),
+        ("spatial", []),  # selected, but not an exact nn.Dropout: nothing to swap
+    ],
+)
+def test_sites_limit_the_swap(sites: object, paths: list[str]) -> None:
+    net = _headed()
+    assert fast_dropout(net, sites=sites) == len(paths)  # type: ignore[arg-type]
+    assert _swapped(net) == paths
+    assert type(net["spatial"]) is nn.Dropout2d
+
+
+def test_a_site_object_selects_that_site() -> None:
+    net = _headed()
+    site = dropkit.find_dropout(net)[1]
+    assert fast_dropout(net, sites=[site]) == 1 and _swapped(net) == ["blocks.1.1"]
+
+
+def test_sites_selecting_nothing_raise_before_any_change() -> None:
+    net = _headed()
+    with pytest.raises(
+        ValueError,
+        match=r"fast_dropout: expected sites entry 'decoder\.\*' to select at least one of the "
+        r"model's 5 dropout sites, but it selects none\.",
+    ):
+        fast_dropout(net, sites=["head", "decoder.*"])
+    with pytest.raises(TypeError, match="fast_dropout: expected sites to be None, 'head', a kind"):
+        fast_dropout(net, sites=3)  # type: ignore[arg-type]
+    assert _swapped(net) == []
+
+
+def test_attention_without_any_framework_model_says_so() -> None:
+    net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1))
+    with pytest.raises(
+        ValueError,
+        match=r"fast_dropout: expected a Hugging Face model with attn_implementation='sdpa' "
+        r"for attention=True, but got a Sequential with no Hugging Face model inside\.",
+    ):
+        fast_dropout(net, attention=True)
+    assert _swapped(net) == []
+
+
+def test_attention_routers_come_from_adapters_of_imported_frameworks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    import sys
+    import types
+
+    from dropkit import swap
+
+    (tmp_path / "fake_adapter.py").write_text(
+        "from dropkit.swap import register_attention_router\n"
+        "ROUTED = []\n"
+        "register_attention_router('fakefw', lambda model, caller: [model], ROUTED.extend)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(swap, "_ROUTERS", {})
+    monkeypatch.setattr(swap, "ATTENTION_ADAPTERS", {"fakefw": "fake_adapter"})
+    net = nn.Sequential(nn.Dropout(0.1))
+    with pytest.raises(ValueError, match="with no Hugging Face model inside"):
+        fast_dropout(net, attention=True)  # fakefw not imported: its adapter is not loaded
+    assert "fake_adapter" not in sys.modules
+    monkeypatch.setitem(sys.modules, "fakefw", types.ModuleType("fakefw"))
+    assert fast_dropout(net, attention=True) == 1
+    assert sys.modules["fake_adapter"].ROUTED == [net]
+    monkeypatch.delitem(sys.modules, "fake_adapter")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -44,11 +46,11 @@ def test_plain_callable_and_constant() -> None:
     assert rates(net) == [0.25, 0.25]
 
 
-def test_where_and_kinds_select_sites() -> None:
+def test_sites_select_sites() -> None:
     net = mlp()
-    DropoutScheduler(net, S.constant(0.1), where="4").step(0)
+    DropoutScheduler(net, S.constant(0.1), sites="4").step(0)
     assert rates(net) == [0.5, 0.1]
-    DropoutScheduler(net, S.constant(0.2), kinds="element").step(0)
+    DropoutScheduler(net, S.constant(0.2), sites="element").step(0)
     assert rates(net) == [0.2, 0.2]
 
 
@@ -184,3 +186,66 @@ def test_plain_loop_helpers() -> None:
     assert pairs == [(1, "a", 0.3), (2, "b", 0.0)]
     with pytest.raises(ValueError, match="scheduled: expected step >= 0, but got -1"):
         list(scheduled(sched, ["a"], start=-1))
+
+
+def _blocks() -> nn.Module:
+    blocks = nn.ModuleList(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)) for _ in range(3))
+    return nn.ModuleDict({"blocks": blocks, "head": nn.Dropout(0.5)})
+
+
+@pytest.mark.parametrize(
+    ("sites", "expected"),
+    [
+        ("head", [0.5, 0.5, 0.5, 0.1]),
+        ("element", [0.1, 0.1, 0.1, 0.1]),
+        ("last:1", [0.5, 0.5, 0.1, 0.1]),
+        ("blocks:0-1", [0.1, 0.1, 0.5, 0.1]),
+        ("blocks.0.*", [0.1, 0.5, 0.5, 0.5]),
+        (re.compile(r"^blocks\.2"), [0.5, 0.5, 0.1, 0.5]),
+        (lambda site: site.depth == 1, [0.5, 0.1, 0.5, 0.5]),
+        (["head", "blocks.0.*"], [0.1, 0.5, 0.5, 0.1]),
+    ],
+)
+def test_every_selector_form(sites: object, expected: list[float]) -> None:
+    net = _blocks()
+    DropoutScheduler(net, S.constant(0.1), sites=sites).step(0)  # type: ignore[arg-type]
+    assert rates(net) == expected
+
+
+def test_a_site_object_selects_that_site() -> None:
+    net = _blocks()
+    site = dropkit.find_dropout(net)[1]
+    DropoutScheduler(net, S.constant(0.1), sites=site).step(0)
+    assert rates(net) == [0.5, 0.1, 0.5, 0.5]
+
+
+def test_deprecated_kinds_and_where_warn_and_select_the_same() -> None:
+    with pytest.warns(DeprecationWarning, match=r"DropoutScheduler: where= is deprecated; use si"):
+        where = DropoutScheduler(mlp(), S.constant(0.1), where="4")
+    with pytest.warns(DeprecationWarning, match=r"DropoutScheduler: kinds= is deprecated; use si"):
+        kinds = DropoutScheduler(mlp(), S.constant(0.1), kinds="element")
+    with pytest.warns(DeprecationWarning, match=r"kinds= and where= are deprecated; use sites="):
+        both = DropoutScheduler(mlp(), S.constant(0.1), kinds="element", where="4")
+    pairs = [(where, "4"), (kinds, "element"), (both, "4")]
+    for old, sites in pairs:
+        new = DropoutScheduler(mlp(), S.constant(0.1), sites=sites)
+        old.step(0)
+        new.step(0)
+        assert rates(old.model) == rates(new.model)
+    assert rates(both.model) == [0.5, 0.1]
+
+
+def test_sites_with_an_alias_is_a_type_error() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"DropoutScheduler: expected sites= alone, but got sites='4' together with "
+        r"kinds='element'\. kinds= and where= are deprecated aliases of sites=",
+    ):
+        DropoutScheduler(mlp(), 0.1, sites="4", kinds="element")
+
+
+def test_bad_sites_fail_at_construction() -> None:
+    with pytest.raises(TypeError, match="DropoutScheduler: expected sites to be None, 'head'"):
+        DropoutScheduler(mlp(), 0.1, sites=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"DropoutScheduler: expected sites='last:k' or 'bl"):
+        DropoutScheduler(mlp(), 0.1, sites="last:")

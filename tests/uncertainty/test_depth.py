@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dropkit import find_dropout, mc_predict, set_dropout
-from dropkit.modes import mc_mode
+from dropkit.sites import mc_mode
 
 transformers = pytest.importorskip("transformers")
 timm = pytest.importorskip("timm")

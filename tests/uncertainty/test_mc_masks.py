@@ -11,7 +11,7 @@ from torch import nn
 
 import dropkit.nn as dk
 from dropkit.kernels import effective_p
-from dropkit.modes import mc_mode
+from dropkit.sites import mc_mode
 from dropkit.uncertainty import mc_predict, sample_seed
 from dropkit.uncertainty.masks import MaskControl
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from dropkit._optional import require
 from dropkit.schedules import as_schedule
+from dropkit.sites.select import SiteSelector, Where, check_sites, resolve_aliases
 from dropkit.training.monitor import OverfitMonitor, Verdict, check_monitor
 from dropkit.training.scheduler import DropoutScheduler
 
@@ -58,9 +59,13 @@ class DropoutCallback(_TrainerCallback):
             ``step -> p``, or a constant float.
         monitor: Optional :class:`~dropkit.training.OverfitMonitor` fed at each
             evaluation (needs ``eval_strategy`` and training-loss logging).
-        kinds: Only sites of these kinds.
-        where: Only sites whose path matches this glob, regex or predicate.
+        kinds: Deprecated alias: only sites of these kinds; use ``sites=``.
+        where: Deprecated alias: only sites matching this glob, regex or
+            predicate (with ``kinds``: both); use ``sites=``.
         depth_profile: Optional multiplier by depth fraction.
+        sites: Which sites to drive (None: all), as in
+            :class:`~dropkit.training.DropoutScheduler`: a kind, ``"head"``, a
+            glob over paths, a regex, a predicate, sites, or a list of those.
         log_key: Name of the logged rate.
         metric: Evaluation metric given to the monitor as the validation loss.
         early_stop: Stop training when the monitor's verdict says ``stop``.
@@ -88,17 +93,18 @@ class DropoutCallback(_TrainerCallback):
         schedule: Callable[[int], Any] | float,
         monitor: OverfitMonitor | None = None,
         kinds: str | Iterable[str] | None = None,
-        where: Any = None,
+        where: Where | None = None,
         depth_profile: Callable[[float], Any] | None = None,
         *,
+        sites: SiteSelector | None = None,
         log_key: str = "dropout_p",
         metric: str = "eval_loss",
         early_stop: bool = True,
     ) -> None:
         self.schedule = as_schedule(schedule)
         self.monitor = check_monitor("DropoutCallback", monitor)
-        self.kinds = kinds
-        self.where = where
+        self.sites = resolve_aliases("DropoutCallback", sites, kinds, where)
+        check_sites("DropoutCallback", self.sites)
         self.depth_profile = depth_profile
         self.log_key = log_key
         self.metric = metric
@@ -114,8 +120,9 @@ class DropoutCallback(_TrainerCallback):
         *args: Any,
         monitor: OverfitMonitor | None = None,
         kinds: str | Iterable[str] | None = None,
-        where: Any = None,
+        where: Where | None = None,
         depth_profile: Callable[[float], Any] | None = None,
+        sites: SiteSelector | None = None,
         log_key: str = "dropout_p",
         metric: str = "eval_loss",
         early_stop: bool = True,
@@ -136,6 +143,7 @@ class DropoutCallback(_TrainerCallback):
             kinds: See the class.
             where: See the class.
             depth_profile: See the class.
+            sites: See the class.
             log_key: See the class.
             metric: See the class.
             early_stop: See the class.
@@ -163,12 +171,12 @@ class DropoutCallback(_TrainerCallback):
                 f"Trainer's max_steps), but got steps={kwargs['steps']!r}. Leave it out, or "
                 "use DropoutCallback(schedule) for a fixed length."
             )
+        sites = resolve_aliases("DropoutCallback.over_training", sites, kinds, where)
         callback = cls(
             0.0,
             monitor=monitor,
-            kinds=kinds,
-            where=where,
             depth_profile=depth_profile,
+            sites=sites,
             log_key=log_key,
             metric=metric,
             early_stop=early_stop,
@@ -197,8 +205,7 @@ class DropoutCallback(_TrainerCallback):
         self.scheduler = DropoutScheduler(
             model,
             self.schedule,
-            kinds=self.kinds,
-            where=self.where,
+            sites=self.sites,
             depth_profile=self.depth_profile,
         )
         self.scheduler.step(state.global_step, force=True)

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from dropkit._optional import require
+from dropkit.swap import no_attention_model, register_attention_router
 from dropkit.uncertainty.masks import ROUTED_ATTENTION
 
 #: The name registered with transformers' AttentionInterface (mc_predict finds
@@ -206,7 +207,7 @@ def sdpa_roots(model: nn.Module, caller: str) -> list[nn.Module]:
     Raises:
         ValueError: If there is none (naming what was found instead).
     """
-    from dropkit.integrations.hf import pretrained_roots
+    from dropkit.sites.hf_config import pretrained_roots
 
     _interfaces(caller)
     roots = pretrained_roots(model)
@@ -226,11 +227,7 @@ def sdpa_roots(model: nn.Module, caller: str) -> list[nn.Module]:
             if roots
             else f"a {type(model).__name__} with no Hugging Face model inside"
         )
-        raise ValueError(
-            f"{caller}: expected a Hugging Face model with attn_implementation='sdpa' for "
-            f"attention=True, but got {got}. Load the model with attn_implementation='sdpa' "
-            "(or call model.set_attn_implementation('sdpa')), or leave attention=False."
-        )
+        raise no_attention_model(caller, got)
     return picked
 
 
@@ -239,3 +236,7 @@ def route_attention(roots: list[nn.Module]) -> None:
     _register("fast_dropout")
     for root in roots:
         root.set_attn_implementation(NAME)  # type: ignore[operator]
+
+
+# fast_dropout(attention=True) finds this adapter through dropkit.swap.ATTENTION_ADAPTERS
+register_attention_router("transformers", sdpa_roots, route_attention)

@@ -25,6 +25,7 @@ from typing import Any
 
 from dropkit._optional import require
 from dropkit.schedules import as_schedule
+from dropkit.sites.select import SiteSelector, Where, check_sites, resolve_aliases
 from dropkit.training.monitor import OverfitMonitor, Verdict, check_monitor
 from dropkit.training.scheduler import DropoutScheduler
 
@@ -41,9 +42,13 @@ class DropoutCallback(_Callback):
         schedule: A schedule from :mod:`dropkit.schedules`, any callable
             ``step -> p``, or a constant float.
         monitor: Optional :class:`~dropkit.training.OverfitMonitor`.
-        kinds: Only sites of these kinds.
-        where: Only sites whose path matches this glob, regex or predicate.
+        kinds: Deprecated alias: only sites of these kinds; use ``sites=``.
+        where: Deprecated alias: only sites matching this glob, regex or
+            predicate (with ``kinds``: both); use ``sites=``.
         depth_profile: Optional multiplier by depth fraction.
+        sites: Which sites to drive (None: all), as in
+            :class:`~dropkit.training.DropoutScheduler`: a kind, ``"head"``, a
+            glob over paths, a regex, a predicate, sites, or a list of those.
         log_key: Name of the logged rate.
         train_loss_key: Epoch-level training loss in ``trainer.callback_metrics``.
         val_loss_key: Validation loss in ``trainer.callback_metrics``.
@@ -65,9 +70,10 @@ class DropoutCallback(_Callback):
         schedule: Callable[[int], Any] | float,
         monitor: OverfitMonitor | None = None,
         kinds: str | Iterable[str] | None = None,
-        where: Any = None,
+        where: Where | None = None,
         depth_profile: Callable[[float], Any] | None = None,
         *,
+        sites: SiteSelector | None = None,
         log_key: str = "dropout_p",
         train_loss_key: str = "train_loss",
         val_loss_key: str = "val_loss",
@@ -76,8 +82,8 @@ class DropoutCallback(_Callback):
         super().__init__()
         self.schedule = as_schedule(schedule)
         self.monitor = check_monitor("DropoutCallback", monitor)
-        self.kinds = kinds
-        self.where = where
+        self.sites = resolve_aliases("DropoutCallback", sites, kinds, where)
+        check_sites("DropoutCallback", self.sites)
         self.depth_profile = depth_profile
         self.log_key = log_key
         self.train_loss_key = train_loss_key
@@ -94,8 +100,7 @@ class DropoutCallback(_Callback):
         self.scheduler = DropoutScheduler(
             pl_module,
             self.schedule,
-            kinds=self.kinds,
-            where=self.where,
+            sites=self.sites,
             depth_profile=self.depth_profile,
         )
         self.scheduler.step(trainer.global_step, force=True)

@@ -24,6 +24,8 @@ from torch import nn
 from dropkit._validation import _fail, check_module
 from dropkit.schedules.depth import DepthProfile, depth_profile
 from dropkit.schedules.time import Schedule, as_schedule, check_step
+from dropkit.sites import find_dropout, set_dropout
+from dropkit.sites.select import SiteSelector, Where, check_sites, resolve_aliases
 
 __all__ = ["DropoutScheduler"]
 
@@ -32,7 +34,7 @@ class DropoutScheduler:
     """Drive a model's dropout rates from a schedule ``step -> p``.
 
     Each :meth:`step` call computes ``p = schedule(step)`` (validated), then
-    calls ``dropkit.set_dropout(model, p, kinds=kinds, where=where)`` -- only
+    calls ``dropkit.set_dropout(model, p, sites=sites)`` -- only
     when ``p`` differs from the rate it last wrote (pass ``force=True`` after
     changing rates by other means), since rewriting a large model's rates and
     config costs tens of milliseconds. Warnings from ``set_dropout`` (say, a
@@ -47,9 +49,23 @@ class DropoutScheduler:
         model: Any module.
         schedule: A schedule from :mod:`dropkit.schedules`, any callable
             ``step -> p``, or a constant float.
-        kinds: Only sites of these kinds (e.g. ``"attention"``).
-        where: Only sites whose path matches this glob, regex or predicate.
+        sites: Which sites to drive (None: all), as everywhere in dropkit
+            (:mod:`dropkit.sites.select`): a kind (``"attention"``),
+            ``"head"``, ``"last:k"`` / ``"blocks:i-j"``, a glob over paths, a
+            compiled regex, a predicate on the site, a ``DropoutSite``, or a
+            list of those (their union).
         depth_profile: Optional callable ``depth_fraction -> multiplier``.
+        kinds: Deprecated alias: only sites of these kinds; use ``sites=``.
+        where: Deprecated alias: only sites matching this glob, regex or
+            predicate (with ``kinds``: both); use ``sites=``.
+
+    Raises:
+        TypeError: If ``sites`` has a wrong type or is given with ``kinds`` /
+            ``where``.
+        ValueError: If a ``"last:k"`` / ``"blocks:i-j"`` selector is malformed.
+
+    Warns:
+        DeprecationWarning: If ``kinds`` or ``where`` is passed.
 
     Example:
         >>> import dropkit
@@ -66,18 +82,16 @@ class DropoutScheduler:
         model: nn.Module,
         schedule: Callable[[int], Any] | float,
         *,
-        kinds: str | Iterable[str] | None = None,
-        where: Any = None,
+        sites: SiteSelector | None = None,
         depth_profile: Callable[[float], Any] | None = None,
+        kinds: str | Iterable[str] | None = None,
+        where: Where | None = None,
     ) -> None:
         self.model = check_module("DropoutScheduler", model)
         self.schedule: Schedule = as_schedule(schedule)
-        from dropkit.sites import check_kinds, check_where
-
-        check_kinds("DropoutScheduler", kinds)  # fail here, not at the first step
-        check_where("DropoutScheduler", where)
-        self.kinds = kinds
-        self.where = where
+        # fail here, not at the first step
+        self.sites = resolve_aliases("DropoutScheduler", sites, kinds, where)
+        check_sites("DropoutScheduler", self.sites)
         self.depth_profile: DepthProfile | None = (
             None if depth_profile is None else _as_profile(depth_profile)
         )
@@ -122,23 +136,18 @@ class DropoutScheduler:
                 warnings.warn(item.message, stacklevel=3)
 
     def _set(self, p: float) -> None:
-        from dropkit.sites import set_dropout
-
         profile = self.depth_profile
         if profile is None:
-            set_dropout(self.model, p, kinds=self.kinds, where=self.where)
+            set_dropout(self.model, p, sites=self.sites)
             return
         # Evaluate (and validate) the profile on every depth before writing, so a
         # bad profile fails with the model untouched.
-        from dropkit.sites import find_dropout
-
         fractions = {s.depth_fraction for s in find_dropout(self.model)}
         rates = {d: _checked_rate(p, profile, d) for d in fractions}
         set_dropout(
             self.model,
             lambda site, d: rates[d] if d in rates else _checked_rate(p, profile, d),
-            kinds=self.kinds,
-            where=self.where,
+            sites=self.sites,
         )
 
     def state_dict(self) -> dict[str, Any]:

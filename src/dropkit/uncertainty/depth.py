@@ -1,7 +1,7 @@
 """Prefix reuse at any depth: run the first blocks once, the stochastic rest ``T`` times.
 
 When every active dropout site lies in the last blocks of a model's repeated
-block group (see :mod:`dropkit._blocks`; ``sites="last:k"``) or after it, the
+block group (see :mod:`dropkit.sites.blocks`; ``sites="last:k"``) or after it, the
 output of the last deterministic block depends only on the inputs. The prefix
 forward runs the model once and stops, by a forward hook, as soon as block
 ``s - 1`` returns; that output is the state that gets replicated. Each
@@ -26,9 +26,9 @@ from typing import Any
 
 from torch import nn
 
-from dropkit._blocks import Blocks, find_blocks
 from dropkit._call import call_model
-from dropkit.sites import _static_sites
+from dropkit.sites.blocks import Blocks, find_blocks
+from dropkit.sites.discover import static_sites
 from dropkit.uncertainty._plan import Plan, _Captured, _site_modules
 
 __all__ = ["blocks_plan"]
@@ -133,7 +133,7 @@ def blocks_plan(model: nn.Module, sites: list[Any]) -> Plan | None:
     module used before and after the blocks), the plan turns itself into a
     full-model plan (``kind="none"``) for that call.
     """
-    blocks = find_blocks(model, _static_sites(model))
+    blocks = find_blocks(model, static_sites(model))
     if blocks is None:
         return None
     s = _first_stochastic(model, blocks, sites)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from dropkit.sites import DropoutSite
+from dropkit.sites.record import DropoutSite
 
 _SPEC = re.compile(r"^(?:last:(\d+)|blocks:(\d+)-(\d+))$")
 
@@ -103,21 +103,11 @@ def _no_blocks(caller: str, spec: str, model: nn.Module) -> ValueError:
     )
 
 
-def select_depth(
-    model: nn.Module,
-    found: list[DropoutSite],
-    spec: str,
-    caller: str,
-    is_head: Callable[[DropoutSite], bool],
-) -> list[DropoutSite]:
-    """Resolve a ``"last:k"`` / ``"blocks:i-j"`` selector to sites (module order).
-
-    Sites after the block group in module order are included, and so are head
-    sites held by the root (timm's ``drop_rate`` attribute), as ``is_head`` says.
+def check_depth_spec(caller: str, spec: str) -> re.Match[str]:
+    """Parse a ``"last:k"`` / ``"blocks:i-j"`` selector.
 
     Raises:
-        ValueError: If the selector is malformed, out of range, or the model has
-            no repeated blocks.
+        ValueError: If it is malformed.
     """
     match = _SPEC.match(spec)
     if match is None:
@@ -126,7 +116,30 @@ def select_depth(
             f"0 <= i <= j, but got {spec!r}. Pass e.g. sites='last:2' or "
             "sites='blocks:0-3'."
         )
-    blocks = find_blocks(model, found)
+    return match
+
+
+def select_depth(
+    model: nn.Module,
+    found: list[DropoutSite],
+    spec: str,
+    caller: str,
+    is_head: Callable[[DropoutSite], bool],
+    *,
+    blocks_of: list[DropoutSite] | None = None,
+) -> list[DropoutSite]:
+    """Resolve a ``"last:k"`` / ``"blocks:i-j"`` selector to sites (module order).
+
+    Sites after the block group in module order are included, and so are head
+    sites held by the root (timm's ``drop_rate`` attribute), as ``is_head`` says.
+    The blocks are located from ``blocks_of`` (default: ``found``).
+
+    Raises:
+        ValueError: If the selector is malformed, out of range, or the model has
+            no repeated blocks.
+    """
+    match = check_depth_spec(caller, spec)
+    blocks = find_blocks(model, found if blocks_of is None else blocks_of)
     if blocks is None:
         raise _no_blocks(caller, spec, model)
     n = len(blocks.modules)

@@ -22,6 +22,9 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 
 from dropkit._call import call_model
+from dropkit.sites.claims import held
+from dropkit.sites.discover import class_info
+from dropkit.sites.record import Control, DropoutSite, RawSite
 
 _DROPOUT_FUNCS: dict[Any, str] = {
     F.dropout: "element",
@@ -52,28 +55,17 @@ class _Recorder(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def calls_dropout_functionally(model: nn.Module) -> bool:
-    """Whether a module class of ``model`` (torch's own excluded) calls dropout by function.
-
-    Read from the classes' source, no forward: such dropout is found only by
-    ``find_dropout(model, probe_inputs=...)``.
-    """
-    from dropkit._discover import class_info
-
-    return any(class_info(type(m)).calls_dropout for m in model.modules())
-
-
-def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tuple]:
+def probe_functional(model: nn.Module, inputs: Any, known: list[DropoutSite]) -> list[RawSite]:
     """Run one forward and return raw functional sites not explained by ``known``.
 
     Every module except BatchNorm / InstanceNorm runs with ``training=True`` under
     ``torch.no_grad``; flags and buffers are restored afterwards.
 
     Returns:
-        Tuples ``(path, kind, p, active, "functional", None, (module,))``.
+        One record per call site not explained by ``known``: ``control="attribute"``
+        when a float attribute of the calling module holds the rate, else
+        ``"functional"`` (``attr=None``), gated by the calling module.
     """
-    from dropkit.modes import held
-
     paths = {id(m): p for p, m in model.named_modules()}
     explained = {id(g) for s in known for g in s.gates} | {id(s.module) for s in known}
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
@@ -107,7 +99,7 @@ def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tu
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
-    found: dict[tuple[str, str], tuple] = {}
+    found: dict[tuple[str, str], RawSite] = {}
     for caller, kind, p in recorder.calls:
         if caller is None or id(caller) in explained:
             continue
@@ -115,9 +107,9 @@ def probe_functional(model: nn.Module, inputs: Any, known: list[Any]) -> list[tu
         attr = _rate_attribute(caller, p)
         key = (path, attr or kind)
         old = found.get(key)
-        if old is None or p > old[2]:
-            control = "functional" if attr is None else "attribute"
-            found[key] = (path, kind, p, p > 0 and caller.training, control, attr, (caller,))
+        if old is None or p > old.p:
+            control: Control = "functional" if attr is None else "attribute"
+            found[key] = RawSite(path, kind, p, p > 0 and caller.training, control, attr, (caller,))
     return list(found.values())
 
 
@@ -129,8 +121,6 @@ def _rate_attribute(caller: nn.Module, p: float) -> str | None:
     exactly one float attribute that the class's methods read, that attribute
     is the knob (``set_dropout(..., probe_inputs=...)`` can change it).
     """
-    from dropkit._discover import class_info
-
     if p <= 0:
         return None
     reads = class_info(type(caller)).attr_reads

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 
 from _toy_models import Custom, Gated, make_net, same_state, state
-from dropkit.modes import DropoutActiveWarning, guard, mc_mode
-from dropkit.sites import find_dropout, set_dropout
+from dropkit.sites import DropoutActiveWarning, find_dropout, guard, mc_mode, set_dropout
 
 
 def bn_net() -> nn.Sequential:

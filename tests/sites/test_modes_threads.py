@@ -13,7 +13,8 @@ from torch import nn
 
 from _toy_models import Custom, Gated, make_net, same_state, state
 from dropkit import find_dropout, mc_predict
-from dropkit.modes import _CLAIMS, DropoutActiveWarning, MCMode, guard, mc_mode
+from dropkit.sites import DropoutActiveWarning, MCMode, guard, mc_mode
+from dropkit.sites.claims import CLAIMS
 
 
 def bn_net() -> nn.Sequential:
@@ -66,7 +67,7 @@ def test_out_of_order_handles_restore_everything() -> None:
     assert net[3].training and net[5].training  # b still open: its sites still drop
     b.restore()
     assert same_state(before, state(net))
-    assert not _CLAIMS
+    assert not CLAIMS
 
 
 def test_out_of_order_with_different_sites() -> None:
@@ -136,7 +137,7 @@ def test_threads_each_open_and_close_mc_mode() -> None:
 
     run_threads(8, body)
     assert same_state(before, state(net))
-    assert not _CLAIMS
+    assert not CLAIMS
 
 
 @pytest.mark.parametrize("train_first", [False, True])
@@ -161,7 +162,7 @@ def test_threads_calling_mc_predict_restore_the_model(train_first: bool) -> None
 
     run_threads(6, body)
     assert same_state(before, state(net))
-    assert not _CLAIMS
+    assert not CLAIMS
     assert not any("forward" in vars(m) for m in net.modules())  # no route left behind
 
 
@@ -184,10 +185,10 @@ def test_mc_predict_does_not_call_eval_or_train_overrides() -> None:
 def test_a_model_dropped_with_a_block_open_leaves_no_claims() -> None:
     net = bn_net()
     handle = mc_mode(net)
-    assert _CLAIMS
+    assert CLAIMS
     del net, handle
     gc.collect()
-    assert not _CLAIMS
+    assert not CLAIMS
 
 
 def test_failed_switch_releases_its_claims() -> None:
@@ -210,7 +211,7 @@ def test_failed_switch_releases_its_claims() -> None:
         MCMode(net, eval_others=True)
     inner.fail = False
     assert same_state(before, state(net))
-    assert not _CLAIMS
+    assert not CLAIMS
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
@@ -241,7 +242,7 @@ def test_threads_on_real_minilm_reproduce_the_seeded_result(minilm_dir, impl: st
     run_threads(4, body)
     assert torch.equal(torch.get_rng_state(), rng)
     assert same_state(before, state(model))
-    assert not _CLAIMS
+    assert not CLAIMS
 
 
 def test_guard_is_silent_under_concurrent_mc_and_warns_once() -> None:
@@ -288,4 +289,4 @@ def test_probing_while_other_threads_run_mc() -> None:
 
     run_threads(6, body)
     assert same_state(before, state(net))
-    assert not _CLAIMS
+    assert not CLAIMS
