@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -124,3 +125,41 @@ def test_bench_prints_and_records_the_machine(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert "``" not in done.stdout and ":func:" not in done.stdout and ":mod:" not in done.stdout
     assert "F.dropout" in done.stdout
+
+
+# every file the harness writes goes through dropkit._io (atomic: a crash leaves the old file)
+_PLAIN_WRITERS = {"write_text", "write_bytes", "dump", "save", "savez", "to_csv"}
+
+
+def _plain_writes(source: str) -> list[int]:
+    """Lines that call a non-atomic writer (``.write_text``, ``json.dump``, ``open(p, "w")``)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        fn = node.func
+        if isinstance(fn, ast.Attribute) and fn.attr in _PLAIN_WRITERS:
+            lines.append(node.lineno)
+        elif isinstance(fn, ast.Name) and fn.id == "open":
+            modes = [a for a in node.args[1:2]] + [
+                k.value for k in node.keywords if k.arg == "mode"
+            ]
+            if any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_write_check_sees_plain_writers() -> None:
+    src = "p.write_text('x')\njson.dump(v, f)\ntorch.save(t, p)\nopen(p, 'w')\n"
+    src += "open(p)\nwrite_json(p, v)\n"
+    assert _plain_writes(src) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("folder", ["bench", "sweep", "cli", "report", "score"])
+def test_harness_writes_only_through_dropkit_io(folder: str) -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "src" / "dropkit" / folder).rglob("*.py"))
+        for line in _plain_writes(path.read_text())
+    ]
+    assert not offenders, offenders

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dropkit._io import atomic_write_text
 from dropkit.bench._record import write_record
 
 SAMPLES = 20
@@ -69,8 +70,7 @@ def _pool(case: str, n: int, folder: Any) -> Any:
     if case == "mlp":
         return torch.from_numpy(np.random.default_rng(0).standard_normal((n, 64)).astype("float32"))
     path = folder / f"{case}.txt"
-    path.write_text("\n".join(_texts(n)) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(path, "\n".join(_texts(n)) + "\n")
 
 
 def _run(
