@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -25,8 +25,27 @@ from torch import nn
 from dropkit.kernels import draw_seed
 from dropkit.uncertainty.keyed import keyed_dropout, keyed_mask, row_seeds
 
-if TYPE_CHECKING:
-    from dropkit.uncertainty.masks import MaskControl
+
+class MaskState(Protocol):
+    """What a site's forward reads from :class:`~dropkit.uncertainty.masks.MaskControl`.
+
+    The forwards depend on this interface, not on ``masks`` (which installs
+    them), so the two modules do not import each other.
+    """
+
+    consistent: bool
+    current: list[torch.Generator] | None
+    keys: torch.Tensor | None
+    unkeyed: set[str]
+
+    def keys_for(self, rows: int, path: str) -> torch.Tensor:
+        """Row keys of a sample block of ``rows`` rows at site ``path``."""
+        ...
+
+    def row_generator(self, device: torch.device | str) -> torch.Generator:
+        """A scratch generator on ``device``, re-seeded per row."""
+        ...
+
 
 _SELU_ALPHA = 1.7580993408473766  # torch's alpha' = scale * alpha of SELU
 
@@ -39,7 +58,7 @@ def split_error(path: str, shape: tuple[int, ...], k: int) -> RuntimeError:
     )
 
 
-def _blocks(x: Any, ctl: MaskControl, path: str) -> tuple[int, int]:
+def _blocks(x: Any, ctl: MaskState, path: str) -> tuple[int, int]:
     """``(K, M)``: sample blocks in ``x`` and rows per block."""
     k = len(ctl.current or [])
     if not isinstance(x, torch.Tensor) or x.dim() < 1 or k == 0 or x.shape[0] % k:
@@ -47,7 +66,7 @@ def _blocks(x: Any, ctl: MaskControl, path: str) -> tuple[int, int]:
     return k, int(x.shape[0]) // k
 
 
-def row_seeds_of(x: torch.Tensor, ctl: MaskControl, path: str) -> torch.Tensor:
+def row_seeds_of(x: torch.Tensor, ctl: MaskState, path: str) -> torch.Tensor:
     """One int64 seed per row of ``x``: a site seed per block, keyed by row (``(K * M,)``)."""
     _, m = _blocks(x, ctl, path)
     sigma = torch.stack([draw_seed(g).cpu() for g in ctl.current or []])
@@ -55,7 +74,7 @@ def row_seeds_of(x: torch.Tensor, ctl: MaskControl, path: str) -> torch.Tensor:
 
 
 def torch_forward(
-    module: nn.Module, mode: str, alpha: bool, ctl: MaskControl, path: str
+    module: nn.Module, mode: str, alpha: bool, ctl: MaskState, path: str
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     def forward(x: torch.Tensor) -> torch.Tensor:
         p = float(module.p)  # type: ignore[arg-type]
@@ -88,7 +107,7 @@ def is_timm_drop_path(module: nn.Module) -> bool:
     )
 
 
-def path_forward(module: nn.Module, ctl: MaskControl, path: str) -> Callable:
+def path_forward(module: nn.Module, ctl: MaskState, path: str) -> Callable:
     """Row-keyed ``drop_path`` of timm: one keep per row, scaled by ``1 / (1 - drop_prob)``."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +123,7 @@ def path_forward(module: nn.Module, ctl: MaskControl, path: str) -> Callable:
     return forward
 
 
-def generator_forward(module: nn.Module, ctl: MaskControl, path: str) -> Callable:
+def generator_forward(module: nn.Module, ctl: MaskState, path: str) -> Callable:
     original = type(module).forward
 
     def call(gen: torch.Generator, *args: Any, **kwargs: Any) -> Any:
