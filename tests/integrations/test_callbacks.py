@@ -418,3 +418,50 @@ def test_hf_callback_over_training_ends_at_the_end_rate(seed) -> None:
         run(TrainerState(max_steps=0), 1)
     with pytest.raises(TypeError, match=r"expected no steps= \(it comes from the Trainer"):
         DropoutCallback.over_training(S.cosine, 0.3, 0.1, steps=10)
+
+
+def _two_dropouts() -> nn.Module:
+    return nn.ModuleDict({"body": nn.Dropout(0.5), "head": nn.Dropout(0.5)})
+
+
+def test_hf_callback_sites_and_deprecated_kinds_where() -> None:
+    from transformers import TrainerControl, TrainerState
+    from transformers.trainer_callback import CallbackHandler
+
+    from dropkit.integrations.hf import DropoutCallback
+
+    args = SimpleNamespace(weight_decay=0.0)
+
+    def applied(callback: Any) -> list[float]:
+        model = _two_dropouts()
+        handler = CallbackHandler([callback], model, None, None, None)
+        handler.on_train_begin(args, TrainerState(max_steps=4), TrainerControl())
+        return [model["body"].p, model["head"].p]
+
+    assert applied(DropoutCallback(0.1, sites="head")) == [0.5, 0.1]
+    assert applied(DropoutCallback.over_training(S.linear, 0.1, 0.0, sites="head")) == [0.5, 0.1]
+    with pytest.warns(DeprecationWarning, match=r"DropoutCallback: where= is deprecated; use si"):
+        old = DropoutCallback(0.1, where="head")
+    assert applied(old) == [0.5, 0.1]
+    with pytest.warns(DeprecationWarning, match=r"DropoutCallback: kinds= is deprecated; use si"):
+        old = DropoutCallback(0.1, None, "element")  # kinds stays the third positional
+    assert applied(old) == [0.1, 0.1]
+    with pytest.raises(TypeError, match=r"DropoutCallback: expected sites= alone, but got sit"):
+        DropoutCallback(0.1, sites="head", kinds="element")
+
+
+@pytest.mark.filterwarnings(*LIGHTNING_NOISE)
+def test_lightning_callback_sites_and_deprecated_kinds_where() -> None:
+    from dropkit.integrations.lightning import DropoutCallback
+
+    def applied(callback: Any) -> list[float]:
+        model = _two_dropouts()
+        callback.on_train_start(SimpleNamespace(global_step=0), model)
+        return [model["body"].p, model["head"].p]
+
+    assert applied(DropoutCallback(0.1, sites="head")) == [0.5, 0.1]
+    with pytest.warns(DeprecationWarning, match=r"DropoutCallback: where= is deprecated; use si"):
+        old = DropoutCallback(0.1, where="head")
+    assert applied(old) == [0.5, 0.1]
+    with pytest.raises(TypeError, match=r"DropoutCallback: expected sites= alone, but got sit"):
+        DropoutCallback(0.1, sites="head", where="body")
