@@ -274,6 +274,13 @@ def test_classifier_head_sites_and_fallback_field() -> None:
     roberta, _ = build("roberta")
     with mc_mode(roberta, sites="head") as handle:
         assert [s.name for s in handle.enabled] == ["classifier.dropout"]
+    # "head" selects the same sites for set_dropout, with the config field that builds them
+    changes = set_dropout(roberta, 0.07, sites="head")
+    assert [(c.path, c.attr, c.new) for c in changes] == [
+        ("classifier.dropout", "p", 0.07),
+        ("", "classifier_dropout", 0.07),
+    ]
+    assert roberta.config.hidden_dropout_prob == 0.1
     distil, _ = build("distilbert")
     with mc_mode(distil, sites="head") as handle:
         assert [s.name for s in handle.enabled] == ["dropout"]
