@@ -34,13 +34,13 @@ Design:
     - **Backends.** CPU: one fused numba pass over chunks of ``2**16``
       elements on ``torch.get_num_threads()`` Python threads (the compiled
       code releases the GIL; no second OpenMP pool), serial below ``2**17``
-      elements per thread; compiled on first use per dtype (1-2 s, the first
+      elements per thread; compiled on first use per dtype (in the first
       process only) and cached on disk next to the module, or in numba's user
       cache dir when that is read-only. CUDA: a Triton kernel with the same
       hash. Anything else, or CPU without the ``fast`` extra: the same hash
-      in int32 torch ops over blocks of ``2**18`` elements (about 2.5x faster
-      than ``F.dropout`` forward from 10**6 elements on an idle 2-core CPU;
-      see ``dropkit bench kernels``).
+      in int32 torch ops over blocks of ``2**18`` elements (no mask tensor and
+      no per-element random draw; ``dropkit bench kernels`` measures it
+      against ``F.dropout``, BENCHMARKS.md has the numbers).
     - **Memory.** Out of place, the first touch of the freshly allocated
       output (one page fault per 4 KiB page) costs more than the arithmetic.
       On Linux, for outputs of 32 MiB and more, each CPU worker maps its
@@ -95,11 +95,11 @@ __all__ = [
 
 
 #: CPU tensors with fewer elements than this use PyTorch's own Bernoulli
-#: sampler in eager mode: there the fixed ~10 us cost of the seeded path would
+#: sampler in eager mode: there the fixed per-call cost of the seeded path would
 #: exceed F.dropout's whole cost (measured by ``dropkit bench kernels``).
 SMALL = 2048
-#: The same cutoff when numba is missing: the pure-torch kernel runs ~25 tensor
-#: ops per block and only beats F.dropout from about 10**4 elements.
+#: The same cutoff when numba is missing: the pure-torch kernel runs a few dozen
+#: tensor ops per block, so it needs larger tensors to beat F.dropout.
 SMALL_NO_NUMBA = 1 << 15
 
 

@@ -6,8 +6,7 @@ dropout kernel that trap-per-page costs more than the arithmetic. Linux 5.14+
 can map a whole range in one system call, ``madvise(MADV_POPULATE_WRITE)``,
 which skips the per-page trap; for outputs of :data:`MIN_BYTES` and more each
 kernel worker populates its own share just before writing it. ``dropkit bench
-kernels`` times the kernel with and without it (2-core VM, 1.26e7 float32
-elements: 13.5 ms against 17.3 ms forward).
+kernels`` times the kernel with and without it (BENCHMARKS.md).
 
 Populating never changes the contents of memory: pages already mapped are left
 as they are. Where the call is unavailable (other systems, older kernels,
@@ -30,9 +29,8 @@ MADV_POPULATE_WRITE = 23
 PAGE = 4096
 #: Outputs smaller than this are not populated. glibc serves allocations from
 #: 32 MiB up with a fresh mapping every time, smaller ones mostly from
-#: recycled, already-mapped heap memory, where populating only costs: on a
-#: 2-core VM, dropout of 16 MiB took 1.30 ms with it and 1.16 ms without,
-#: of 32 MiB 7.1 ms against 9.5 ms (``dropkit bench kernels`` times both).
+#: recycled, already-mapped heap memory, where populating only costs (an extra
+#: system call for pages that exist already; ``dropkit bench kernels`` times both).
 MIN_BYTES = 32 << 20
 
 _madvise: Callable[[int, int, int], int] | None = None

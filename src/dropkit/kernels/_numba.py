@@ -5,8 +5,8 @@ Each output element is ``x[i] * (scale if bits(seed, i) >= t else 0)``, one
 in chunks of ``2**16`` elements that Python threads share (the compiled code
 releases the GIL). The mask is a function of the logical index only, so it is
 the same for any thread count. Compiled lazily on first
-use per dtype (about a second per signature) and cached on disk
-(``cache=True``), so later processes start in milliseconds.
+use per dtype and cached on disk (``cache=True``), so only the first process
+pays for compilation.
 
 The module imports numba at import time; :mod:`dropkit.kernels._ops` imports
 it only when numba is installed (the ``fast`` extra).
@@ -40,7 +40,7 @@ _ONE = np.uint64(1)
 
 # numba widens integer arithmetic to 64 bits; truncating every step back to
 # uint32 lets LLVM narrow the vector code to 32-bit lanes (vpmulld instead of
-# vpmullq: 16 lanes per AVX-512 register instead of 8, ~1.4x faster here).
+# vpmullq: 16 lanes per AVX-512 register instead of 8, twice the hashes per op).
 @njit(inline="always", cache=True)
 def _mix(lo, k0, kb):  # type: ignore[no-untyped-def]
     h = _U32(lo ^ k0)
@@ -285,7 +285,7 @@ def _scale(t: int, dtype: np.dtype, precise: bool) -> np.floating:
 
 
 #: Below this many elements per thread, one thread is faster than handing work
-#: to the pool (measured by ``dropkit bench kernels``: ~20-40 us per hand-off).
+#: to the pool (each hand-off wakes a thread; ``dropkit bench kernels`` measures it).
 PARALLEL_MIN = 1 << 17
 
 
@@ -304,7 +304,7 @@ def dropout_(
     first maps its share of a large ``out`` in bulk (:mod:`dropkit.kernels._memory`).
     In place (``out`` is ``x``) a separate compiled loop runs: with two array
     arguments that may overlap, LLVM's runtime overlap check sends aliased
-    calls to the scalar loop (2.5x slower).
+    calls to the scalar (unvectorised) loop.
     """
     k0, k1 = _hash.keys(seed)
     inplace = x.data_ptr() == out.data_ptr()

@@ -29,14 +29,14 @@ from torch import Tensor
 from dropkit.kernels import _hash
 
 _CPU_DTYPES = (torch.float32, torch.float64)
-#: Elements per block of the pure-torch kernel on CPU (fastest of 2**15 to
-#: 2**20 at 10**5 to 1.26e7 elements on a 2-core machine, idle or loaded).
+#: Elements per block of the pure-torch kernel on CPU: large enough to amortise
+#: op dispatch, small enough that a block's int32 temporaries stay in cache
+#: (chosen by ``dropkit bench kernels`` over 2**15 to 2**20; see BENCHMARKS.md).
 TORCH_CHUNK = 1 << 18
 _SIGN_BITS = _hash._s32(0x80008000)
 #: Non-contiguous tensors with fewer elements go through one contiguous copy:
 #: there a copy costs less than the strided kernel's per-call setup (the
-#: gradient of ``y.sum()`` at 10**4 elements: 0.25 ms strided against
-#: F.dropout's 0.15 ms, ``dropkit bench kernels`` under load).
+#: ``y.sum()`` gradient row of ``dropkit bench kernels`` at 10**4 elements).
 STRIDED_MIN = 1 << 16
 _backends: dict[str, ModuleType | None] = {}
 
@@ -214,8 +214,8 @@ def dropout_(x: Tensor, seed: int, p: float, precise: bool = False) -> Tensor:
 class EagerDropout(torch.autograd.Function):
     """Eager-mode autograd wrapper: keeps the seed as a Python int, no tensor.
 
-    Cheaper to call than the ``torch.library`` operator (about 5 us less per
-    call), which matters for small tensors; ``torch.compile`` uses the op.
+    Cheaper to call than the ``torch.library`` operator (no op dispatch and
+    no seed tensor), which matters for small tensors; ``torch.compile`` uses the op.
     """
 
     @staticmethod

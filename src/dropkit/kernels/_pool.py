@@ -3,8 +3,8 @@
 The compiled kernel releases the GIL (``nogil=True``), so plain Python threads
 run it on several cores without any OpenMP runtime. Using numba's own
 ``parallel=True`` instead initialises a second OpenMP thread pool beside
-PyTorch's: both spin-wait for work, and on a 2-core machine every later small
-torch op ran 5-30x slower (and ``torch.get_num_threads()`` changed). The pool
+PyTorch's: both spin-wait for work, so every later small torch op waits for
+cores the other pool holds (and ``torch.get_num_threads()`` changed). The pool
 is re-created in a forked child, whose inherited threads do not exist.
 """
 
