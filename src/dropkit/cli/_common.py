@@ -17,7 +17,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,7 +32,7 @@ class CLIInterrupted(KeyboardInterrupt):
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # noqa: D102 - argparse hook
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse hook
         raise CLIError(f"{self.prog}: {message}. See '{self.prog} --help'.")
 
 

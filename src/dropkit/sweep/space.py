@@ -11,10 +11,13 @@ rate of one site at one point of training.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dropkit._validation import check_choice, check_p
 from dropkit.sites import KINDS
+
+if TYPE_CHECKING:
+    import optuna
 
 PROFILES = ("constant", "increasing", "decreasing")
 SCHEDULES = ("constant", "warmup")
@@ -66,7 +69,7 @@ class SearchSpace:
                 f"{self.weight_decay!r}. Pass e.g. (1e-6, 1e-2) or None."
             )
 
-    def suggest(self, trial: Any) -> dict[str, Any]:
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Draw one configuration from an ``optuna.Trial``."""
         params: dict[str, Any] = {"p": trial.suggest_float("p", *self.p)}
         for kind in self.kinds:
@@ -82,7 +85,7 @@ class SearchSpace:
         return params
 
 
-def space_for(task: Any, p: tuple[float, float] = (0.0, 0.5)) -> SearchSpace:
+def space_for(task: object, p: tuple[float, float] = (0.0, 0.5)) -> SearchSpace:
     """The default search space of a task, from its optional attributes.
 
     ``kinds`` (per-kind rates when it names more than one), ``profiles``,

@@ -47,13 +47,16 @@ import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dropkit._optional import require
 from dropkit._validation import check_int
-from dropkit.sweep.objectives import UserObjective, check_task, resolve, score
+from dropkit.sweep.objectives import Predictions, UserObjective, check_task, resolve, score
 from dropkit.sweep.space import SearchSpace, space_for
 from dropkit.sweep.tasks import Train
+
+if TYPE_CHECKING:
+    import optuna
 
 DEFAULT_STORAGE = "sqlite:///study.db"
 _WHERE = "run_study"
@@ -80,7 +83,7 @@ def open_storage(
     heartbeat_interval: int = 10,
     grace_period: int | None = None,
     log: Callable[[str], None] = lambda line: None,
-) -> Any:
+) -> optuna.storages.RDBStorage:
     """Connect to an Optuna RDB storage with heartbeats on; fail fast if unreachable.
 
     Args:
@@ -221,7 +224,7 @@ def _slot_lock(storage: Any, name: str) -> Iterator[bool]:
         yield held
 
 
-def check_timeout(caller: str, timeout: Any, name: str = "timeout") -> float | None:
+def check_timeout(caller: str, timeout: object, name: str = "timeout") -> float | None:
     """``None`` or a positive, finite number of seconds."""
     if timeout is None:
         return None
@@ -262,7 +265,7 @@ def run_study(
     *,
     objective: str | UserObjective = "nll",
     direction: str | None = None,
-    storage: str | Any = DEFAULT_STORAGE,
+    storage: str | optuna.storages.BaseStorage = DEFAULT_STORAGE,
     study_name: str = "dropkit",
     n_trials: int = 20,
     space: SearchSpace | None = None,
@@ -270,9 +273,9 @@ def run_study(
     timeout: float | None = None,
     heartbeat_interval: int = 10,
     grace_period: int | None = None,
-    pruner: Any = None,
+    pruner: optuna.pruners.BasePruner | None = None,
     log: Callable[[str], None] = lambda line: None,
-) -> Any:
+) -> optuna.Study:
     """Run (or join, or resume) a dropout study until it holds ``n_trials`` finished trials.
 
     Args:
@@ -387,7 +390,7 @@ def run_study(
             raise _Surplus
         params = space.suggest(trial)
 
-        def report(epoch: int, preds: Any) -> None:
+        def report(epoch: int, preds: Predictions) -> None:
             trial.report(score(objective, preds), epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()

@@ -29,6 +29,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +196,7 @@ def run_units_on_ray(
     settings: ProtocolSettings,
     address: str | None,
     workers: int | None,
-    log: Any,
+    log: Callable[[str], None],
     verbose: bool = False,
 ) -> None:
     """Run the unfinished (dataset, split) units of ``plan`` as Ray tasks.
