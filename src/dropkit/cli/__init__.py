@@ -291,4 +291,3 @@ def entry() -> None:
         code = BROKEN_PIPE if code == 0 else code
     sys.stderr.flush()
     raise SystemExit(code)
-
