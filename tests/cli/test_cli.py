@@ -222,7 +222,9 @@ def test_audit_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
         code, err, r"but got 'vit_tiy', which is none of them\. Close timm names: vit_tiny"
     )
     code, _, err = run(capsys, "audit", "tests.cli.test_cli:not_a_module")
-    one_line_error(code, err, r"expected tests.cli.test_cli:not_a_module to return a torch.nn.Module")
+    one_line_error(
+        code, err, r"expected tests.cli.test_cli:not_a_module to return a torch.nn.Module"
+    )
     code, _, err = run(capsys, "audit", "no_such_pkg.mod:make")
     one_line_error(code, err, r"expected an importable module in 'no_such_pkg.mod:make'")
 
