@@ -8,7 +8,7 @@ over ``S`` first (the MC predictive averages probabilities, never logits), or an
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
 import numpy as np
 import torch
@@ -32,12 +32,17 @@ class MCResultLike(Protocol):
     predictive_entropy: torch.Tensor | None
     mutual_information: torch.Tensor | None
 
+    @property
+    def probs(self) -> torch.Tensor:
+        """Mean class probabilities ``(N, C)``."""
+        ...
+
 
 ProbsLike: TypeAlias = MCResultLike | TensorLike
 """Probabilities ``(N, C)``, samples ``(S, N, C)`` or a classification ``MCResult``."""
 
 
-def as_tensor(caller: str, x: Any, name: str) -> torch.Tensor:
+def as_tensor(caller: str, x: object, name: str) -> torch.Tensor:
     """Convert a tensor, NumPy array or nested sequence to a float64 CPU tensor."""
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
@@ -77,7 +82,7 @@ def check_finite(caller: str, x: torch.Tensor, name: str) -> None:
         )
 
 
-def as_probs(caller: str, probs: Any, name: str = "probs") -> torch.Tensor:
+def as_probs(caller: str, probs: object, name: str = "probs") -> torch.Tensor:
     """Return validated ``(N, C)`` float64 probabilities.
 
     Accepts ``(N, C)`` probabilities, ``(S, N, C)`` samples (averaged over ``S``),
@@ -129,7 +134,7 @@ def as_probs(caller: str, probs: Any, name: str = "probs") -> torch.Tensor:
     return p
 
 
-def as_labels(caller: str, labels: Any, n: int, num_classes: int) -> torch.Tensor:
+def as_labels(caller: str, labels: object, n: int, num_classes: int) -> torch.Tensor:
     """Return validated int64 labels ``(N,)`` with values in ``[0, num_classes)``."""
     if isinstance(labels, torch.Tensor):
         y = labels.detach().cpu()
@@ -164,7 +169,7 @@ def as_labels(caller: str, labels: Any, n: int, num_classes: int) -> torch.Tenso
     return y
 
 
-def as_vector(caller: str, x: Any, name: str, n: int | None = None) -> torch.Tensor:
+def as_vector(caller: str, x: object, name: str, n: int | None = None) -> torch.Tensor:
     """Return a finite float64 vector ``(N,)`` (optionally of length ``n``)."""
     v = as_tensor(caller, x, name)
     if v.dim() != 1 or (n is not None and v.shape[0] != n):
@@ -176,7 +181,7 @@ def as_vector(caller: str, x: Any, name: str, n: int | None = None) -> torch.Ten
     return v
 
 
-def as_binary(caller: str, x: Any, name: str, n: int) -> torch.Tensor:
+def as_binary(caller: str, x: object, name: str, n: int) -> torch.Tensor:
     """Return a boolean vector ``(n,)`` from booleans or 0/1 integers."""
     t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     if t.dim() != 1 or t.shape[0] != n:
@@ -212,7 +217,7 @@ def check_same_shape(caller: str, a: torch.Tensor, b: torch.Tensor, na: str, nb:
         )
 
 
-def check_bins(caller: str, n_bins: Any) -> int:
+def check_bins(caller: str, n_bins: object) -> int:
     """Validate a bin count (int >= 1)."""
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise _fail(ValueError, caller, "n_bins to be an int >= 1", n_bins, "Pass e.g. n_bins=15.")

@@ -26,21 +26,22 @@ References:
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
-from dropkit.metrics._checks import as_probs, as_tensor, check_finite, check_same_shape
+from dropkit._validation import TensorLike
+from dropkit.metrics._checks import ProbsLike, as_probs, as_tensor, check_finite, check_same_shape
 
 
-def _probs_pair(caller: str, probs: Any, reference: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _probs_pair(
+    caller: str, probs: ProbsLike, reference: ProbsLike
+) -> tuple[torch.Tensor, torch.Tensor]:
     p = as_probs(caller, probs, "probs")
     q = as_probs(caller, reference, "reference")
     check_same_shape(caller, p, q, "probs", "reference")
     return p, q
 
 
-def top1_agreement(probs: Any, reference: Any) -> float:
+def top1_agreement(probs: ProbsLike, reference: ProbsLike) -> float:
     """Fraction of inputs whose most probable class matches the reference's.
 
     Args:
@@ -64,7 +65,7 @@ def top1_agreement(probs: Any, reference: Any) -> float:
     return float((p.argmax(-1) == q.argmax(-1)).double().mean())
 
 
-def total_variation(probs: Any, reference: Any) -> float:
+def total_variation(probs: ProbsLike, reference: ProbsLike) -> float:
     """Mean total-variation distance ``0.5 sum_c |p_c - q_c|`` over inputs.
 
     Args:
@@ -88,7 +89,9 @@ def total_variation(probs: Any, reference: Any) -> float:
     return float(0.5 * (p - q).abs().sum(-1).mean())
 
 
-def _moments(caller: str, mean: Any, std: Any, prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _moments(
+    caller: str, mean: TensorLike, std: TensorLike, prefix: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     mn, sn = f"{prefix}mean", f"{prefix}std"
     m = as_tensor(caller, mean, mn)
     s = as_tensor(caller, std, sn)
@@ -108,7 +111,9 @@ def _moments(caller: str, mean: Any, std: Any, prefix: str) -> tuple[torch.Tenso
     return m.flatten(), s.flatten()
 
 
-def gaussian_w2(mean: Any, std: Any, ref_mean: Any, ref_std: Any) -> float:
+def gaussian_w2(
+    mean: TensorLike, std: TensorLike, ref_mean: TensorLike, ref_std: TensorLike
+) -> float:
     """Mean Wasserstein-2 distance between per-output Gaussian predictives.
 
     Args:
@@ -136,7 +141,7 @@ def gaussian_w2(mean: Any, std: Any, ref_mean: Any, ref_std: Any) -> float:
     return float(((m - rm) ** 2 + (s - rs) ** 2).sqrt().mean())
 
 
-def std_correlation(std: Any, ref_std: Any) -> float:
+def std_correlation(std: TensorLike, ref_std: TensorLike) -> float:
     """Pearson correlation of two sets of predictive standard deviations.
 
     Args:

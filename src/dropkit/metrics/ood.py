@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from dropkit._optional import require
-from dropkit.metrics._checks import as_binary, as_vector
+from dropkit._validation import TensorLike
+from dropkit.metrics._checks import MCResultLike, as_binary, as_vector
 
 
-def _prepare(caller: str, scores: Any, is_ood: Any) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(caller: str, scores: TensorLike, is_ood: TensorLike) -> tuple[np.ndarray, np.ndarray]:
     s = as_vector(caller, scores, "scores")
     y = as_binary(caller, is_ood, "is_ood", s.shape[0])
     n_pos = int(y.sum())
@@ -53,7 +54,7 @@ def _metrics() -> Any:
     return require("sklearn.metrics", "metrics", "dropkit.metrics")
 
 
-def auroc(scores: Any, is_ood: Any) -> float:
+def auroc(scores: TensorLike, is_ood: TensorLike) -> float:
     """Area under the ROC curve for detecting OOD inputs by ``scores``.
 
     Args:
@@ -78,7 +79,7 @@ def auroc(scores: Any, is_ood: Any) -> float:
     return float(_metrics().roc_auc_score(y, s))
 
 
-def aupr_out(scores: Any, is_ood: Any) -> float:
+def aupr_out(scores: TensorLike, is_ood: TensorLike) -> float:
     """Average precision with OOD as the positive class.
 
     Args:
@@ -95,7 +96,7 @@ def aupr_out(scores: Any, is_ood: Any) -> float:
     return float(_metrics().average_precision_score(y, s))
 
 
-def aupr_in(scores: Any, is_ood: Any) -> float:
+def aupr_in(scores: TensorLike, is_ood: TensorLike) -> float:
     """Average precision with in-distribution as the positive class (score negated).
 
     Args:
@@ -112,7 +113,7 @@ def aupr_in(scores: Any, is_ood: Any) -> float:
     return float(_metrics().average_precision_score(~y, -s))
 
 
-def fpr_at_tpr(scores: Any, is_ood: Any, tpr: float = 0.95) -> float:
+def fpr_at_tpr(scores: TensorLike, is_ood: TensorLike, tpr: float = 0.95) -> float:
     """False-positive rate on in-distribution inputs when ``tpr`` of OOD is caught.
 
     Args:
@@ -141,7 +142,7 @@ def fpr_at_tpr(scores: Any, is_ood: Any, tpr: float = 0.95) -> float:
     return float(fpr[hit[0]])
 
 
-def ood_scores(result: Any) -> dict[str, torch.Tensor]:
+def ood_scores(result: MCResultLike) -> dict[str, torch.Tensor]:
     """The standard OOD scores of a classification ``MCResult`` (higher = more OOD).
 
     Returns ``max_softmax`` (``1 - max_c p_c``), ``predictive_entropy`` and, when

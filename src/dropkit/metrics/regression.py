@@ -27,11 +27,11 @@ from typing import Any
 
 import torch
 
-from dropkit._validation import _fail
+from dropkit._validation import TensorLike, _fail
 from dropkit.metrics._checks import as_tensor, check_finite, check_same_shape
 
 
-def _pair(caller: str, mean: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(caller: str, mean: TensorLike, target: TensorLike) -> tuple[torch.Tensor, torch.Tensor]:
     m = as_tensor(caller, mean, "mean")
     t = as_tensor(caller, target, "target")
     check_same_shape(caller, m, t, "mean", "target")
@@ -45,7 +45,7 @@ def _pair(caller: str, mean: Any, target: Any) -> tuple[torch.Tensor, torch.Tens
     return m, t
 
 
-def _positive(caller: str, x: Any, name: str, like: torch.Tensor) -> torch.Tensor:
+def _positive(caller: str, x: TensorLike, name: str, like: torch.Tensor) -> torch.Tensor:
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         x = torch.tensor(float(x), dtype=torch.float64)
     v = as_tensor(caller, x, name)
@@ -61,7 +61,7 @@ def _positive(caller: str, x: Any, name: str, like: torch.Tensor) -> torch.Tenso
     return v
 
 
-def rmse(mean: Any, target: Any) -> float:
+def rmse(mean: TensorLike, target: TensorLike) -> float:
     """Root mean squared error over every element.
 
     Args:
@@ -78,7 +78,7 @@ def rmse(mean: Any, target: Any) -> float:
     return float(((m - t) ** 2).mean().sqrt())
 
 
-def gaussian_nll(mean: Any, var: Any, target: Any) -> float:
+def gaussian_nll(mean: TensorLike, var: TensorLike, target: TensorLike) -> float:
     """Mean negative log-density of targets under ``N(mean, var)``, constant included.
 
     Args:
@@ -100,7 +100,7 @@ def gaussian_nll(mean: Any, var: Any, target: Any) -> float:
     return float((0.5 * torch.log(2 * math.pi * v) + (t - m) ** 2 / (2 * v)).mean())
 
 
-def mc_log_likelihood(samples: Any, target: Any, tau: float) -> float:
+def mc_log_likelihood(samples: TensorLike, target: TensorLike, tau: float) -> float:
     """MC-dropout predictive log-likelihood, a Gaussian mixture over the samples.
 
     Args:
@@ -146,13 +146,15 @@ def _z(level: float) -> float:
     return math.sqrt(2.0) * torch.special.erfinv(torch.tensor(level, dtype=torch.float64)).item()
 
 
-def _check_level(caller: str, level: Any) -> float:
+def _check_level(caller: str, level: object) -> float:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise _fail(ValueError, caller, "level in (0, 1)", level, "Pass e.g. 0.95.")
     return float(level)
 
 
-def interval_coverage(mean: Any, std: Any, target: Any, *, level: float = 0.95) -> float:
+def interval_coverage(
+    mean: TensorLike, std: TensorLike, target: TensorLike, *, level: float = 0.95
+) -> float:
     """Fraction of targets inside the central Gaussian ``level`` interval.
 
     Args:
@@ -198,7 +200,7 @@ class RegressionCalibration:
 
 
 def regression_calibration_curve(
-    mean: Any, std: Any, target: Any, *, n_levels: int = 19
+    mean: TensorLike, std: TensorLike, target: TensorLike, *, n_levels: int = 19
 ) -> RegressionCalibration:
     """Calibration curve of Gaussian predictive CDFs at ``n_levels`` evenly spaced levels.
 
