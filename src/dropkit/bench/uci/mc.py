@@ -63,6 +63,11 @@ def mc_regression(
 ) -> MCRegression:
     """Score every model of ``net`` with ``samples`` MC-dropout passes.
 
+    It cannot reuse :func:`dropkit.mc_predict`: ``net`` is not an ``nn.Module``
+    (``mc_predict`` refuses it) but ``M`` models stacked in one set of tensors,
+    whose passes must draw their masks from each model's own training stream
+    to reproduce the protocol's numbers (see the module docstring).
+
     Args:
         net: Trained grid; its streams supply the prediction masks.
         xs: Per-model standardised inputs ``(n_m, d)``.
