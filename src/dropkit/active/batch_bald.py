@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from dropkit._validation import check_generator, check_int
+from dropkit._validation import TensorLike, check_generator, check_int
 from dropkit.metrics.information import as_samples, entropy
+from dropkit.uncertainty.result import MCResult
 
 # Candidate chunks keep (chunk, configs, C) float64 blocks under this many elements.
 _BLOCK = 1 << 22
@@ -131,7 +131,7 @@ def _extend_sampled(
 
 
 def batch_bald(
-    x: Any,
+    x: MCResult | TensorLike,
     k: int,
     *,
     max_exact_configs: int = 10_000,

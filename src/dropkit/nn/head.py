@@ -15,12 +15,17 @@ References:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TypeAlias
 
 import torch
 from torch import nn
 
 from dropkit._validation import _fail, check_choice, check_int, check_p
+
+#: Token states ``(N, L, H)``: a tensor, a Hugging Face ``ModelOutput`` (or a
+#: dict) with ``last_hidden_state``, or a tuple whose first element is them.
+HiddenStates: TypeAlias = torch.Tensor | Mapping[str, torch.Tensor] | tuple[torch.Tensor, ...]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
@@ -31,7 +36,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 _POOLING = ("cls", "mean")
 
 
-def _hidden_states(caller: str, features: Any) -> torch.Tensor:
+def _hidden_states(caller: str, features: object) -> torch.Tensor:
     # Accept a bare tensor, a Hugging Face ModelOutput, a dict or a tuple
     # whose first element is the last hidden state.
     if isinstance(features, torch.Tensor):
@@ -112,7 +117,9 @@ class ClassifierHead(nn.Module):
         self.dropout2 = nn.Dropout(p)
         self.out = nn.Linear(hidden, num_classes)
 
-    def pool(self, features: Any, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def pool(
+        self, features: HiddenStates, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Reduce token states to one vector per example.
 
         Args:
@@ -173,7 +180,9 @@ class ClassifierHead(nn.Module):
             )
         return (states * mask).sum(dim=1) / counts  # (N, H)
 
-    def forward(self, features: Any, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, features: HiddenStates, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Pool the features and return class logits (see the class docstring)."""
         x = self.pool(features, attention_mask)
         x = self.activation(self.dense(self.dropout1(x)))

@@ -104,7 +104,7 @@ class Verdict:
         )
 
 
-def _loss(name: str, value: Any) -> float:
+def _loss(name: str, value: object) -> float:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         return float(value.detach().item())
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -182,8 +182,8 @@ class OverfitMonitor:
 
     def update(
         self,
-        train_loss: Any,
-        val_loss: Any,
+        train_loss: float | torch.Tensor,
+        val_loss: float | torch.Tensor,
         *,
         p: float | None = None,
         weight_decay: float | None = None,
@@ -386,7 +386,7 @@ def _lower_rung(p: float | None) -> float | None:
     return lower[-1] if lower else 0.0
 
 
-def check_monitor(caller: str, monitor: Any) -> OverfitMonitor | None:
+def check_monitor(caller: str, monitor: object) -> OverfitMonitor | None:
     """Raise TypeError unless ``monitor`` is an :class:`OverfitMonitor` or ``None``."""
     if monitor is not None and not isinstance(monitor, OverfitMonitor):
         raise _fail(

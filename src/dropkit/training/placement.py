@@ -32,7 +32,8 @@ References:
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn
@@ -41,6 +42,10 @@ from torch.nn.modules.dropout import _DropoutNd
 
 from dropkit._call import call_model
 from dropkit._validation import check_bool, check_module
+
+#: What a probe forward accepts: a tensor, a tuple of positional inputs or a
+#: mapping of keyword inputs (tokenizer output), as ``dropkit._call.call_model``.
+ModelInputs: TypeAlias = torch.Tensor | tuple[object, ...] | Mapping[str, object]
 
 __all__ = ["PlacementWarning", "check_placement"]
 
@@ -133,7 +138,7 @@ def _all_zero(model: nn.Module) -> bool:
 
 
 def check_placement(
-    model: nn.Module, example_inputs: Any = None, *, warn: bool = True
+    model: nn.Module, example_inputs: ModelInputs | None = None, *, warn: bool = True
 ) -> list[PlacementWarning]:
     """Check where dropout sits in ``model`` and whether it is switched off.
 
