@@ -27,7 +27,7 @@ References:
 from __future__ import annotations
 
 from dropkit.sites.discover import KINDS
-from dropkit.sites.find import find_dropout
+from dropkit.sites.find import ProbeInputs, find_dropout
 from dropkit.sites.modes import DropoutActiveWarning, GuardHandle, MCMode, guard, mc_mode
 from dropkit.sites.record import DropoutChange, DropoutSite
 from dropkit.sites.select import SiteSelector
@@ -40,6 +40,7 @@ __all__ = [
     "DropoutSite",
     "GuardHandle",
     "MCMode",
+    "ProbeInputs",
     "SiteSelector",
     "find_dropout",
     "guard",

@@ -17,8 +17,10 @@ References:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
+import torch
 from torch import nn
 
 from dropkit._validation import check_bool, check_module
@@ -27,11 +29,15 @@ from dropkit.sites.hf_config import config_sites
 from dropkit.sites.probe import probe_functional
 from dropkit.sites.record import DropoutSite, RawSite
 
-__all__ = ["find_dropout"]
+__all__ = ["find_dropout", "ProbeInputs"]
+
+#: Inputs of one probe forward: a tensor (``model(x)``), a tuple of positional
+#: arguments (``model(*args)``) or a mapping of keyword arguments (``model(**kw)``).
+ProbeInputs: TypeAlias = torch.Tensor | tuple[Any, ...] | Mapping[str, Any]
 
 
 def find_dropout(
-    model: nn.Module, *, probe_inputs: Any = None, config: bool = True
+    model: nn.Module, *, probe_inputs: ProbeInputs | None = None, config: bool = True
 ) -> list[DropoutSite]:
     """List every dropout site of ``model``, in module order.
 

@@ -45,7 +45,8 @@ SiteEntry: TypeAlias = str | re.Pattern[str] | DropoutSite | Callable[[DropoutSi
 #: The ``sites=`` argument: one entry or an iterable of entries (their union).
 SiteSelector: TypeAlias = SiteEntry | Iterable[SiteEntry]
 
-Where = str | re.Pattern[str] | Callable[[DropoutSite], bool]
+#: The deprecated ``where=`` argument: a glob, a compiled regex or a predicate.
+Where: TypeAlias = str | re.Pattern[str] | Callable[[DropoutSite], bool]
 
 _SELECTOR_HELP = (
     "Pass e.g. sites='head' or sites=['attention', 'classifier.*']; known kinds: "

@@ -22,7 +22,7 @@ from torch import nn
 
 from dropkit._validation import check_callable, check_module, check_p
 from dropkit.sites.discover import static_sites, with_depth
-from dropkit.sites.find import find_dropout
+from dropkit.sites.find import ProbeInputs, find_dropout
 from dropkit.sites.hf_config import config_plans, config_sites_of, field_owner, pretrained_roots
 from dropkit.sites.record import DropoutChange, DropoutSite
 from dropkit.sites.select import (
@@ -51,7 +51,7 @@ def set_dropout(
     p: Rate,
     *,
     sites: SiteSelector | None = None,
-    probe_inputs: Any = None,
+    probe_inputs: ProbeInputs | None = None,
     kinds: str | Iterable[str] | None = None,
     where: Where | None = None,
 ) -> list[DropoutChange]:
@@ -155,7 +155,7 @@ def _p_at(p: Any) -> Callable[[DropoutSite], float | None]:
 
 
 def _set(
-    model: nn.Module, p: Any, sites: SiteSelector | None, probe_inputs: Any
+    model: nn.Module, p: Any, sites: SiteSelector | None, probe_inputs: ProbeInputs | None
 ) -> list[DropoutChange]:
     check_sites(_CALLER, sites)
     p_at = _p_at(p)
