@@ -28,8 +28,8 @@ References:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from torch import nn
@@ -60,6 +60,18 @@ from dropkit.uncertainty._io import (
 )
 from dropkit.uncertainty._limits import check_kept_bytes
 from dropkit.uncertainty.result import MCResult
+
+if TYPE_CHECKING:
+    from dropkit.sites.select import SiteSelector
+
+#: What ``mc_predict`` predicts on: a tensor ``(N, ...)``, a mapping of tensors
+#: (tokenizer output), an iterable of batches (``DataLoader``), or with
+#: ``tokenizer=`` a text or list of texts.
+MCInputs: TypeAlias = (
+    torch.Tensor | Mapping[str, torch.Tensor] | Iterable[object] | str | Sequence[str]
+)
+#: A Hugging Face tokenizer: ``tokenizer(texts, padding=..., ...) -> mapping``.
+Tokenizer: TypeAlias = Callable[..., Mapping[str, Any]]
 
 
 def _positive(name: str, value: Any, fix: str) -> float | None:
@@ -248,18 +260,18 @@ def _settings(
 @renamed_kwargs(targets="target")
 def mc_predict(
     model: nn.Module,
-    inputs: Any,
+    inputs: MCInputs,
     *,
     samples: int = 20,
     output: str = "logits",
-    sites: Any = None,
+    sites: SiteSelector | None = None,
     features: Callable[..., Any] | None = None,
     head: Callable[..., Any] | None = None,
     heteroscedastic: bool = False,
     tau: float | None = None,
     target: torch.Tensor | None = None,
     batch_size: int | None = None,
-    tokenizer: Any = None,
+    tokenizer: Tokenizer | None = None,
     strategy: str = "auto",
     memory_mb: float = 256.0,
     chunk_samples: int | None = None,
@@ -267,7 +279,7 @@ def mc_predict(
     min_samples: int | None = None,
     max_samples: int | None = None,
     seed: int | None = None,
-    row_ids: Any = None,
+    row_ids: torch.Tensor | Sequence[int] | None = None,
     consistent_masks: bool = False,
     keep_samples: bool = False,
     reuse_prefix: bool = True,
