@@ -11,7 +11,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, ParamSpec, TypeAlias, TypeVar
+from typing import ParamSpec, TypeAlias, TypeVar
 
 import torch
 from numpy.typing import ArrayLike
@@ -34,7 +34,7 @@ def _fail(exc_type: type[_E], caller: str, what: str, value: object, fix: str) -
     return exc_type(f"{caller}: expected {what}, but got {value!r}. {fix}")
 
 
-def check_p(caller: str, p: Any, *, allow_one: bool = False, name: str = "p") -> float:
+def check_p(caller: str, p: object, *, allow_one: bool = False, name: str = "p") -> float:
     """Validate a drop probability and return it as a float.
 
     Args:
@@ -71,7 +71,7 @@ def check_p(caller: str, p: Any, *, allow_one: bool = False, name: str = "p") ->
     return value
 
 
-def check_module(caller: str, model: Any, name: str = "model") -> nn.Module:
+def check_module(caller: str, model: object, name: str = "model") -> nn.Module:
     """Raise TypeError unless ``model`` is an ``nn.Module``."""
     if not isinstance(model, nn.Module):
         raise _fail(
@@ -84,7 +84,7 @@ def check_module(caller: str, model: Any, name: str = "model") -> nn.Module:
     return model
 
 
-def check_int(caller: str, value: Any, name: str, *, minimum: int = 1) -> int:
+def check_int(caller: str, value: object, name: str, *, minimum: int = 1) -> int:
     """Validate an integer argument with a lower bound."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise _fail(TypeError, caller, f"{name} to be an int", value, f"Pass an int >= {minimum}.")
@@ -107,7 +107,7 @@ def check_rank(caller: str, x: torch.Tensor, ranks: Iterable[int], layout: str) 
         )
 
 
-def check_choice(caller: str, value: Any, name: str, choices: Iterable[str]) -> str:
+def check_choice(caller: str, value: object, name: str, choices: Iterable[str]) -> str:
     """Validate a string option against known names (enums pass their value)."""
     known = sorted(choices)
     raw = getattr(value, "value", value)
@@ -122,7 +122,7 @@ def check_choice(caller: str, value: Any, name: str, choices: Iterable[str]) -> 
     return raw
 
 
-def check_generator(caller: str, generator: Any) -> torch.Generator | None:
+def check_generator(caller: str, generator: object) -> torch.Generator | None:
     """Validate an optional ``torch.Generator``."""
     if generator is not None and not isinstance(generator, torch.Generator):
         raise _fail(
@@ -135,7 +135,7 @@ def check_generator(caller: str, generator: Any) -> torch.Generator | None:
     return generator
 
 
-def check_bool(caller: str, value: Any, name: str, *, optional: bool = False) -> bool:
+def check_bool(caller: str, value: object, name: str, *, optional: bool = False) -> bool:
     """Validate a boolean option: only ``True`` / ``False`` (and numpy bools).
 
     Truthy stand-ins are refused, since ``inplace="no"`` would otherwise mean on.
@@ -165,7 +165,7 @@ def check_bool(caller: str, value: Any, name: str, *, optional: bool = False) ->
     )
 
 
-def check_names(caller: str, value: Any, name: str) -> list[str]:
+def check_names(caller: str, value: object, name: str) -> list[str]:
     """Validate one name or a list of names; a single string is one name, not its characters.
 
     Raises:
@@ -188,7 +188,9 @@ def check_names(caller: str, value: Any, name: str) -> list[str]:
     )
 
 
-def check_callable(caller: str, fn: Any, name: str, nargs: int, example: str) -> None:
+def check_callable(
+    caller: str, fn: Callable[..., object], name: str, nargs: int, example: str
+) -> None:
     """Raise TypeError unless ``fn`` can be called with ``nargs`` positional arguments.
 
     Callables whose signature cannot be read (some builtins) pass unchecked.
@@ -211,7 +213,7 @@ def check_callable(caller: str, fn: Any, name: str, nargs: int, example: str) ->
         ) from None
 
 
-def check_flags(caller: str, **flags: Any) -> None:
+def check_flags(caller: str, **flags: object) -> None:
     """Apply :func:`check_bool` to each keyword (``check_flags(w, training=t, inplace=i)``)."""
     for name, value in flags.items():
         check_bool(caller, value, name)
