@@ -243,3 +243,47 @@ def test_alias_values_are_checked_with_their_own_messages() -> None:
         match="set_dropout: expected a site kind, but got 'atention'. Known kinds: element",
     ):
         set_dropout(net, 0.1, kinds="atention")
+
+
+class _Config:
+    """A config that follows the Hugging Face convention (to_dict, dropout fields)."""
+
+    refuse: object = None  # a value whose assignment fails (the measurement uses others)
+
+    def __init__(self, hidden_dropout: float = 0.1) -> None:
+        self.hidden_dropout = hidden_dropout
+
+    def to_dict(self) -> dict[str, float]:
+        return {"hidden_dropout": self.hidden_dropout}
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if value == type(self).refuse:
+            raise RuntimeError("config refused")
+        super().__setattr__(name, value)
+
+
+class _Pretrained(nn.Module):
+    """What set_dropout reads as a PreTrainedModel, without transformers."""
+
+    def __init__(self, config: _Config) -> None:
+        super().__init__()
+        self.config = config
+        self.drop = nn.Dropout(config.hidden_dropout)
+
+    def save_pretrained(self, path: str) -> None:  # the convention, not used here
+        raise NotImplementedError
+
+
+def test_config_follows_the_sites_and_a_failing_config_write_rolls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = _Pretrained(_Config())
+    changes = set_dropout(model, 0.3, sites="drop")
+    assert [(c.path, c.attr, c.control, c.new) for c in changes] == [
+        ("drop", "p", "module", 0.3),
+        ("", "hidden_dropout", "config", 0.3),
+    ]
+    monkeypatch.setattr(_Config, "refuse", 0.4)
+    with pytest.raises(RuntimeError, match="config refused"):
+        set_dropout(model, 0.4)
+    assert model.drop.p == 0.3 and model.config.hidden_dropout == 0.3  # the live rate came back
