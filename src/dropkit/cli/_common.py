@@ -32,11 +32,14 @@ class CLIInterrupted(KeyboardInterrupt):
 
 
 class Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are :class:`CLIError` (one line, exit code 2)."""
+
     def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse hook
         raise CLIError(f"{self.prog}: {message}. See '{self.prog} --help'.")
 
 
 def command_parser(name: str, description: str, examples: str) -> Parser:
+    """The parser of ``dropkit NAME``: its description, then ``examples:`` as written."""
     return Parser(
         prog=f"dropkit {name}",
         description=description,
@@ -46,6 +49,7 @@ def command_parser(name: str, description: str, examples: str) -> Parser:
 
 
 def error_line(message: str) -> int:
+    """Print ``dropkit: error: MESSAGE`` as one line on stderr; return exit code 2."""
     line = " ".join(str(message).split())
     print(f"dropkit: error: {line}", file=sys.stderr)
     return 2
@@ -183,6 +187,7 @@ def apply_rates(caller: str, model: nn.Module, rates: float | dict[str, float] |
 
 
 def with_rate_hint(exc: Exception) -> Exception:
+    """``exc``, or a :class:`CLIError` adding the shell's ``--p`` fix to a ``set_dropout`` hint."""
     text = str(exc)
     if "set_dropout" in text and "--p" not in text:
         return CLIError(
@@ -196,6 +201,7 @@ def with_rate_hint(exc: Exception) -> Exception:
 
 
 def delegate(module_name: str, argv: list[str]) -> int:
+    """Run ``module_name.main(argv)``; its ``--help`` is printed without Sphinx markup."""
     module = importlib.import_module(module_name)
     if not {"-h", "--help"} & set(argv):
         return int(module.main(argv) or 0)
