@@ -163,22 +163,22 @@ def batch_bald(
     References:
         Kirsch, van Amersfoort, Gal (2019). BatchBALD. NeurIPS.
     """
-    where = "batch_bald"
-    p = as_samples(where, x)
+    caller = "batch_bald"
+    p = as_samples(caller, x)
     s_count, n, c = p.shape
-    k = check_int(where, k, "k")
-    max_exact = check_int(where, max_exact_configs, "max_exact_configs")
-    m = check_int(where, joint_samples, "joint_samples")
-    check_generator(where, generator)
+    k = check_int(caller, k, "k")
+    max_exact = check_int(caller, max_exact_configs, "max_exact_configs")
+    m = check_int(caller, joint_samples, "joint_samples")
+    check_generator(caller, generator)
     pool = torch.arange(n) if candidates is None else torch.as_tensor(candidates).long()
     if pool.dim() != 1 or (pool.numel() and (int(pool.min()) < 0 or int(pool.max()) >= n)):
         raise ValueError(
-            f"{where}: expected candidates as indices in [0, {n - 1}], but got "
+            f"{caller}: expected candidates as indices in [0, {n - 1}], but got "
             f"{tuple(pool.shape)} tensor. Pass a 1-D index tensor."
         )
     if k > pool.numel():
         raise ValueError(
-            f"{where}: expected k <= {pool.numel()} candidates, but got {k}. "
+            f"{caller}: expected k <= {pool.numel()} candidates, but got {k}. "
             "Acquire fewer points or pass more candidates."
         )
     cond_ent = entropy(p).mean(0)  # (N,) E_s H[y_i | w_s]

@@ -123,34 +123,34 @@ class HMC:
         max_memory_mb: float = 4096.0,
         threads: int | None = 1,
     ) -> None:
-        where = "HMC"
-        self.model = check_module(where, model)
-        self.likelihood = check_choice(where, likelihood, "likelihood", LIKELIHOODS)
-        self.prior_std = _positive(where, prior_std, "prior_std", "Pass e.g. prior_std=1.0.")
+        caller = "HMC"
+        self.model = check_module(caller, model)
+        self.likelihood = check_choice(caller, likelihood, "likelihood", LIKELIHOODS)
+        self.prior_std = _positive(caller, prior_std, "prior_std", "Pass e.g. prior_std=1.0.")
         self.noise_std = (
             None
             if noise_std is None
-            else _positive(where, noise_std, "noise_std", "Pass a noise scale or None.")
+            else _positive(caller, noise_std, "noise_std", "Pass a noise scale or None.")
         )
         if self.likelihood == "classification" and self.noise_std is not None:
             raise ValueError(
-                f"{where}: expected noise_std=None with likelihood='classification', but got "
+                f"{caller}: expected noise_std=None with likelihood='classification', but got "
                 f"{noise_std!r}. A categorical likelihood has no noise scale; drop noise_std."
             )
-        self.samples = check_int(where, samples, "samples")
-        self.warmup = check_int(where, warmup, "warmup")
-        self.chains = check_int(where, chains, "chains")
-        self.seed = check_int(where, seed, "seed", minimum=0)
-        self.max_tree_depth = check_int(where, max_tree_depth, "max_tree_depth")
-        self.max_seconds = _positive(where, max_seconds, "max_seconds", "Pass seconds.")
-        self.max_memory_mb = _positive(where, max_memory_mb, "max_memory_mb", "Pass MiB.")
-        self.threads = None if threads is None else check_int(where, threads, "threads")
+        self.samples = check_int(caller, samples, "samples")
+        self.warmup = check_int(caller, warmup, "warmup")
+        self.chains = check_int(caller, chains, "chains")
+        self.seed = check_int(caller, seed, "seed", minimum=0)
+        self.max_tree_depth = check_int(caller, max_tree_depth, "max_tree_depth")
+        self.max_seconds = _positive(caller, max_seconds, "max_seconds", "Pass seconds.")
+        self.max_memory_mb = _positive(caller, max_memory_mb, "max_memory_mb", "Pass MiB.")
+        self.threads = None if threads is None else check_int(caller, threads, "threads")
         self._names = [n for n, _ in model.named_parameters()]
         self._shapes = [p.shape for _, p in model.named_parameters()]
         self._sizes = [p.numel() for _, p in model.named_parameters()]
         if not self._names:
             raise ValueError(
-                f"{where}: expected a model with parameters, but got {type(model).__name__} "
+                f"{caller}: expected a model with parameters, but got {type(model).__name__} "
                 "with none. Sample a model that has weights."
             )
         self._init = self._check_init(init)
@@ -293,9 +293,9 @@ class HMC:
             ``gradient_ms``, ``worst_case_s`` (every NUTS tree at
             ``max_tree_depth``) and ``memory_mb`` (draws plus one gradient).
         """
-        where = "HMC.estimate_cost"
-        require("pyro.infer.mcmc", "bayes", where)
-        check_inputs(where, x)
+        caller = "HMC.estimate_cost"
+        require("pyro.infer.mcmc", "bayes", caller)
+        check_inputs(caller, x)
         x = x.detach().double()
         self._n = int(x.shape[0])
         threads = torch.get_num_threads()
@@ -306,9 +306,9 @@ class HMC:
                 torch.manual_seed(self.seed)
                 with torch.no_grad():
                     out = self._forward(self._flatten(self.model), x)
-                y_ = self._targets(where, x, target, out)
+                y_ = self._targets(caller, x, target, out)
                 potential = self._potential(x, y_, [0])
-                self._check_budget(where, potential, self._start(0, x, y_), refuse=False)
+                self._check_budget(caller, potential, self._start(0, x, y_), refuse=False)
         finally:
             torch.set_num_threads(threads)
         return dict(self.estimate)
@@ -370,13 +370,13 @@ class HMC:
             ValueError: On non-finite data, a wrong ``target`` shape, labels out of
                 range, or a model too large for the budget.
         """
-        where = "HMC.fit"
-        pyro_mcmc = require("pyro.infer.mcmc", "bayes", where)
-        check_inputs(where, x)
+        caller = "HMC.fit"
+        pyro_mcmc = require("pyro.infer.mcmc", "bayes", caller)
+        check_inputs(caller, x)
         x = x.detach().double()
         if not bool(torch.isfinite(x).all()):
             raise ValueError(
-                f"{where}: expected finite x, but got {int((~torch.isfinite(x)).sum())} "
+                f"{caller}: expected finite x, but got {int((~torch.isfinite(x)).sum())} "
                 "non-finite values. Drop or impute those rows."
             )
         self._n = int(x.shape[0])
@@ -384,7 +384,7 @@ class HMC:
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
-            self._sample(where, pyro_mcmc, x, target)
+            self._sample(caller, pyro_mcmc, x, target)
         finally:
             torch.set_num_threads(threads)
         return self
@@ -492,10 +492,10 @@ class HMC:
             ``extras`` holds ``method``, ``forward_passes`` (``= S``) and
             ``chains``.
         """
-        where = "HMC.predict"
+        caller = "HMC.predict"
         draws = self.draws
-        check_inputs(where, x)
-        bs = check_batch_size(where, batch_size) or x.shape[0]
+        check_inputs(caller, x)
+        bs = check_batch_size(caller, batch_size) or x.shape[0]
         x = x.detach().double()
         flat = draws.reshape(-1, draws.shape[-1])
         outs = []
@@ -522,6 +522,6 @@ class HMC:
         rhat, ess = summarize_draws(stacked.reshape(k, -1, *stacked.shape[1:]))
         assert self.diagnostics is not None
         self.diagnostics.predictive_rhat, self.diagnostics.predictive_ess = rhat, ess
-        self.diagnostics.check(where, "predictive", rhat, ess)
+        self.diagnostics.check(caller, "predictive", rhat, ess)
         result.extras.update(method="hmc", forward_passes=int(flat.shape[0]), chains=k)
         return result

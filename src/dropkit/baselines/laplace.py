@@ -102,15 +102,15 @@ class LastLayerLaplace:
             ValueError: If ``"gridsearch"`` is used without ``val``.
         """
         lp = _laplace_module()
-        where = "LastLayerLaplace.fit"
-        check_inputs(where, inputs)
-        bs = check_int(where, batch_size, "batch_size")
+        caller = "LastLayerLaplace.fit"
+        check_inputs(caller, inputs)
+        bs = check_int(caller, batch_size, "batch_size")
         data = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(inputs, _labels(where, target, inputs)), batch_size=bs
+            torch.utils.data.TensorDataset(inputs, _labels(caller, target, inputs)), batch_size=bs
         )
         if self.prior_optimization == "gridsearch" and val is None:
             raise ValueError(
-                f"{where}: expected val=(inputs, labels) with prior_optimization='gridsearch', "
+                f"{caller}: expected val=(inputs, labels) with prior_optimization='gridsearch', "
                 "but got None. Pass a validation set or use 'marglik'."
             )
         start = time.perf_counter()
@@ -129,7 +129,7 @@ class LastLayerLaplace:
             else:
                 vx, vy = val
                 vloader = torch.utils.data.DataLoader(
-                    torch.utils.data.TensorDataset(vx, _labels(where, vy, vx)), batch_size=bs
+                    torch.utils.data.TensorDataset(vx, _labels(caller, vy, vx)), batch_size=bs
                 )
                 la.optimize_prior_precision(
                     pred_type="glm",
@@ -189,12 +189,12 @@ class LastLayerLaplace:
             ``predictive_entropy`` are set. ``extras`` holds ``method``,
             ``predictive`` and ``forward_passes`` (1 per input).
         """
-        where = "LastLayerLaplace.predict"
+        caller = "LastLayerLaplace.predict"
         la = self._fitted()
-        mode = check_choice(where, predictive, "predictive", PREDICTIVES)
-        s = check_int(where, samples, "samples")
-        check_inputs(where, inputs)
-        bs = check_batch_size(where, batch_size) or inputs.shape[0]
+        mode = check_choice(caller, predictive, "predictive", PREDICTIVES)
+        s = check_int(caller, samples, "samples")
+        check_inputs(caller, inputs)
+        bs = check_batch_size(caller, batch_size) or inputs.shape[0]
         gen = torch.Generator().manual_seed(seed)
         outs = []
         with torch.no_grad():

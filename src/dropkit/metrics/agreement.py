@@ -134,10 +134,10 @@ def gaussian_w2(
         ...                   torch.tensor([3.0]), torch.tensor([5.0])), 4)
         5.0
     """
-    where = "gaussian_w2"
-    m, s = _moments(where, mean, std, "")
-    rm, rs = _moments(where, ref_mean, ref_std, "ref_")
-    check_same_shape(where, m, rm, "mean", "ref_mean")
+    caller = "gaussian_w2"
+    m, s = _moments(caller, mean, std, "")
+    rm, rs = _moments(caller, ref_mean, ref_std, "ref_")
+    check_same_shape(caller, m, rm, "mean", "ref_mean")
     return float(((m - rm) ** 2 + (s - rs) ** 2).sqrt().mean())
 
 
@@ -160,12 +160,12 @@ def std_correlation(std: TensorLike, ref_std: TensorLike) -> float:
         >>> round(std_correlation(a, b), 4)
         0.9934
     """
-    where = "std_correlation"
-    a = as_tensor(where, std, "std").flatten()
-    b = as_tensor(where, ref_std, "ref_std").flatten()
-    check_same_shape(where, a, b, "std", "ref_std")
-    check_finite(where, a, "std")
-    check_finite(where, b, "ref_std")
+    caller = "std_correlation"
+    a = as_tensor(caller, std, "std").flatten()
+    b = as_tensor(caller, ref_std, "ref_std").flatten()
+    check_same_shape(caller, a, b, "std", "ref_std")
+    check_finite(caller, a, "std")
+    check_finite(caller, b, "ref_std")
     da, db = a - a.mean(), b - b.mean()
     denom = (da.pow(2).sum() * db.pow(2).sum()).sqrt()
     if float(denom) == 0.0:

@@ -103,23 +103,23 @@ def concrete_dropout(
         >>> concrete_dropout(x, torch.tensor(0.0), training=False) is x
         True
     """
-    where = "concrete_dropout"
-    check_tensor(where, x)
+    caller = "concrete_dropout"
+    check_tensor(caller, x)
     if not isinstance(p_logit, torch.Tensor):
         raise _fail(
             TypeError,
-            where,
+            caller,
             "p_logit to be a tensor logit(p)",
             p_logit,
             "Pass torch.tensor(math.log(p / (1 - p))) or use ConcreteDropout.",
         )
-    _check_temperature(where, temperature)
-    check_generator(where, generator)
-    check_flags(where, training=training)
+    _check_temperature(caller, temperature)
+    check_generator(caller, generator)
+    check_flags(caller, training=training)
     if p_logit.numel() != 1:
         raise _fail(
             ValueError,
-            where,
+            caller,
             "p_logit to be a one-element tensor",
             tuple(p_logit.shape),
             "Pass one logit for the layer, e.g. torch.tensor(-2.2) for p = 0.1.",
@@ -127,7 +127,7 @@ def concrete_dropout(
     if bool(torch.isnan(p_logit).any() | torch.isposinf(p_logit).any()):
         raise _fail(
             ValueError,
-            where,
+            caller,
             "p_logit finite or -inf (p in [0, 1))",
             float(p_logit.detach()),
             "A NaN logit comes from a diverged optimiser step; lower the learning rate or "
@@ -206,12 +206,12 @@ class ConcreteDropout(DropoutBase):
                 "Pass the layer the dropout feeds, e.g. ConcreteDropout(nn.Linear(8, 1)) "
                 "or create_dropout('concrete', module=layer).",
             )
-        where = "ConcreteDropout"
-        _check_temperature(where, temperature)
-        weight_regularizer = _non_negative(where, "weight_regularizer", weight_regularizer)
-        dropout_regularizer = _non_negative(where, "dropout_regularizer", dropout_regularizer)
+        caller = "ConcreteDropout"
+        _check_temperature(caller, temperature)
+        weight_regularizer = _non_negative(caller, "weight_regularizer", weight_regularizer)
+        dropout_regularizer = _non_negative(caller, "dropout_regularizer", dropout_regularizer)
         if input_dim is not None:
-            input_dim = check_int(where, input_dim, "input_dim")
+            input_dim = check_int(caller, input_dim, "input_dim")
         self.module = module
         self.temperature = float(temperature)
         self.weight_regularizer = weight_regularizer

@@ -132,12 +132,12 @@ def block_gamma(height: int, width: int, block_size: int, p: float) -> tuple[flo
         >>> round(gamma, 6), round(probs.mean().item(), 6)
         (0.25, 0.25)
     """
-    where = "block_gamma"
-    height = check_int(where, height, "height", minimum=1)
-    width = check_int(where, width, "width", minimum=1)
-    block_size = check_int(where, block_size, "block_size", minimum=1)
-    p = check_p(where, p, allow_one=True)
-    _check_fits(where, block_size, height, width, f"a {height}x{width} map")
+    caller = "block_gamma"
+    height = check_int(caller, height, "height", minimum=1)
+    width = check_int(caller, width, "width", minimum=1)
+    block_size = check_int(caller, block_size, "block_size", minimum=1)
+    p = check_p(caller, p, allow_one=True)
+    _check_fits(caller, block_size, height, width, f"a {height}x{width} map")
     gamma = _solve_gamma(height, width, block_size, p)
     return gamma, 1.0 - (1.0 - gamma) ** _cover(height, width, block_size)
 

@@ -100,14 +100,14 @@ class ClassifierHead(nn.Module):
         pooling: str | None = "cls",
     ) -> None:
         super().__init__()
-        where = "ClassifierHead"
-        in_features = check_int(where, in_features, "in_features")
-        num_classes = check_int(where, num_classes, "num_classes")
-        hidden = in_features if hidden is None else check_int(where, hidden, "hidden")
-        p = check_p(where, p)
-        act = check_choice(where, activation, "activation", _ACTIVATIONS)
+        caller = "ClassifierHead"
+        in_features = check_int(caller, in_features, "in_features")
+        num_classes = check_int(caller, num_classes, "num_classes")
+        hidden = in_features if hidden is None else check_int(caller, hidden, "hidden")
+        p = check_p(caller, p)
+        act = check_choice(caller, activation, "activation", _ACTIVATIONS)
         self.pooling = (
-            None if pooling is None else check_choice(where, pooling, "pooling", _POOLING)
+            None if pooling is None else check_choice(caller, pooling, "pooling", _POOLING)
         )
         self.in_features = in_features
         self.num_classes = num_classes
@@ -136,12 +136,12 @@ class ClassifierHead(nn.Module):
         Raises:
             ValueError: If shapes disagree or a row of the mask is all zeros.
         """
-        where = "ClassifierHead"
-        states = _hidden_states(where, features)
+        caller = "ClassifierHead"
+        states = _hidden_states(caller, features)
         if states.shape[-1] != self.in_features:
             raise _fail(
                 ValueError,
-                where,
+                caller,
                 f"inputs whose last dimension is in_features={self.in_features}",
                 tuple(states.shape),
                 "Build the head with in_features equal to the backbone's hidden size.",
@@ -151,7 +151,7 @@ class ClassifierHead(nn.Module):
         if states.dim() != 3:
             raise _fail(
                 ValueError,
-                where,
+                caller,
                 f"a 3-D input (N, L, H) for pooling={self.pooling!r}",
                 tuple(states.shape),
                 "Pass the backbone's last_hidden_state, or use pooling=None.",
@@ -163,7 +163,7 @@ class ClassifierHead(nn.Module):
         if attention_mask.shape != states.shape[:2]:
             raise _fail(
                 ValueError,
-                where,
+                caller,
                 f"an attention_mask of shape {tuple(states.shape[:2])}",
                 tuple(attention_mask.shape),
                 "Pass the tokenizer's attention_mask for the same batch.",
@@ -173,7 +173,7 @@ class ClassifierHead(nn.Module):
         if bool((counts == 0).any()):
             raise _fail(
                 ValueError,
-                where,
+                caller,
                 "at least one unmasked token per example",
                 attention_mask.sum(dim=1).tolist(),
                 "Check the attention_mask; every row needs a 1.",

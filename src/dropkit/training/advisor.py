@@ -145,32 +145,32 @@ def recommend_rate(
         >>> recommend_rate(110_000_000, dataset_size=5_000, pretrained=True).high
         0.1
     """
-    where = "recommend_rate"
+    caller = "recommend_rate"
     if isinstance(scenario_or_model, str):
         if scenario_or_model not in SCENARIOS:
             known = ", ".join(SCENARIOS)
             raise _fail(
                 ValueError,
-                where,
+                caller,
                 "a known scenario",
                 scenario_or_model,
                 f"Known scenarios: {known}; or pass a model with dataset_size=.",
             )
         low, high, reason = SCENARIOS[scenario_or_model]
         return Recommendation(low, high, reason, scenario_or_model)
-    params = _count(where, scenario_or_model)
+    params = _count(caller, scenario_or_model)
     if dataset_size is None:
         raise _fail(
             ValueError,
-            where,
+            caller,
             "dataset_size with a model",
             None,
             "Pass dataset_size= (training examples, or tokens for a language model), "
             f"or a scenario name ({', '.join(SCENARIOS)}).",
         )
-    size = check_int(where, dataset_size, "dataset_size")
+    size = check_int(caller, dataset_size, "dataset_size")
     if not isinstance(pretrained, bool):
-        raise _fail(TypeError, where, "pretrained to be a bool", pretrained, "Pass True or False.")
+        raise _fail(TypeError, caller, "pretrained to be a bool", pretrained, "Pass True or False.")
     if pretrained:
         if size < _SMALL_FINE_TUNE:
             low, high, reason = SCENARIOS["fine-tuning-small-data"]
