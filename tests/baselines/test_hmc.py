@@ -313,6 +313,20 @@ def test_too_large_is_refused_with_numbers(generator):
     assert same(model, before)
 
 
+def test_y_keyword_is_a_deprecated_alias_of_target(generator):
+    model = nn.Linear(2, 1)
+    x, y = torch.randn(8, 2, generator=generator), torch.randn(8, generator=generator)
+    with pytest.warns(
+        DeprecationWarning, match=r"^HMC.estimate_cost: the keyword y= is deprecated"
+    ):
+        old = HMC(model, noise_std=0.1).estimate_cost(x, y=y)
+    assert set(old) == set(HMC(model, noise_std=0.1).estimate_cost(x, target=y))
+    # fit refuses before sampling (the budget), after taking target= the same way
+    with pytest.warns(DeprecationWarning, match=r"^HMC.fit: the keyword y= is deprecated"):
+        with pytest.raises(ValueError, match=r"expected a model small enough"):
+            HMC(model, noise_std=0.1, max_seconds=1e-6).fit(x, y=y)
+
+
 # ---------------------------------------------------------------- compare
 
 
