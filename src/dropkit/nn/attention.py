@@ -65,8 +65,8 @@ def attention_dropout(
         attn_probs: Attention probabilities (after softmax).
         p: Drop probability in ``[0, 1]``.
         training: Apply dropout; identity when ``False``.
-        generator: Optional ``torch.Generator``.
         inplace: Write the result into ``attn_probs``.
+        generator: Optional ``torch.Generator``.
 
     Shape:
         - Input: ``(..., L, S)``, e.g. ``(N, heads, L, S)``.

@@ -216,8 +216,8 @@ def drop_block2d(
         training: Apply DropBlock; identity when ``False``.
         normalize: ``"position"`` (exactly unbiased per element) or
             ``"batch"`` (the paper's global rescale).
-        generator: Optional ``torch.Generator``.
         inplace: Write the result into ``x``.
+        generator: Optional ``torch.Generator``.
 
     Shape:
         - Input: ``(N, C, H, W)`` or ``(C, H, W)``.

@@ -71,8 +71,8 @@ def drop_path(
         scale_by_keep: Scale kept samples by ``1/(1-p)`` (keeps the expectation).
             Without it the training-time expectation is ``(1 - p) * x`` while eval
             returns ``x``; use that only to reproduce recipes that need it.
-        generator: Optional ``torch.Generator``.
         inplace: Write the result into ``x``.
+        generator: Optional ``torch.Generator``.
 
     Shape:
         - Input: ``(N, *)``.
