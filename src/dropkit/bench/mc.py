@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from dropkit._call import call_model
-from dropkit.modes import mc_mode
+from dropkit.sites import mc_mode
 from dropkit.uncertainty import MCResult, mc_predict
 
 Row = dict[str, Any]
@@ -234,9 +234,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per method")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
-        "--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}"
+        "--cases", default=None, help=f"comma-separated subset of {','.join(CASES)}"
     )
+    parser.add_argument(
+        "--frontier",
+        action="store_true",
+        help="cost and quality per MC depth k (dropkit.bench.frontier), not the cases",
+    )
+    parser.add_argument("--seeds", type=int, default=None, help="--frontier: seeds (5)")
+    parser.add_argument("--samples", type=int, default=None, help="--frontier: T (20)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.frontier:
+        return _frontier(args)
+    if args.cases is None:
+        args.cases = ",".join(CASES)
     names = [c for c in args.cases.split(",") if c]
     unknown = [c for c in names if c not in CASES]
     if unknown:
@@ -244,8 +257,6 @@ def main(argv: list[str] | None = None) -> int:
             f"bench mc: expected cases among {sorted(CASES)}, but got {unknown!r}. "
             f"Pick from {', '.join(CASES)}."
         )
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 7)
     rows = [CASES[name](args.quick, repeats) for name in names]
     _print(rows)
@@ -261,4 +272,34 @@ def main(argv: list[str] | None = None) -> int:
         from dropkit.bench._record import write_record
 
         write_record(args.out, payload)
+    return 0
+
+
+def _frontier(args: argparse.Namespace) -> int:
+    from dropkit._io import write_json
+    from dropkit.bench.frontier import CASES as MODELS
+    from dropkit.bench.frontier import run_frontier
+
+    for flag, value in (("--seeds", args.seeds), ("--samples", args.samples)):
+        if value is not None and value < 1:
+            raise ValueError(
+                f"bench mc: expected {flag} to be an integer >= 1, but got {value!r}. "
+                f"Pass e.g. {flag} 2."
+            )
+    names = None if args.cases is None else [c for c in args.cases.split(",") if c]
+    unknown = [c for c in names or () if c not in MODELS]
+    if unknown:
+        raise ValueError(
+            f"bench mc --frontier: expected cases among {sorted(MODELS)}, but got "
+            f"{unknown!r}. Pick from {', '.join(MODELS)}."
+        )
+    if args.out is not None and args.out.is_dir():
+        raise ValueError(
+            f"dropkit bench: expected --out to be a file, but got the folder {str(args.out)!r}. "
+            "Pass a file name such as out/frontier.json."
+        )
+    record = run_frontier(args.quick, args.seeds, args.samples, names)
+    if args.out is not None:
+        write_json(args.out, record)
+        print(f"wrote {args.out} (a metrics.json: dropkit report {args.out})")
     return 0

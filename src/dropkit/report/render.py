@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dropkit._io import atomic_write_text
-from dropkit.report import bayes, plots, readings
+from dropkit.report import bayes, frontier, plots, readings
 from dropkit.report._style import CSS
 from dropkit.report.schema import COLUMNS, SCHEMA_VERSION, WHERE, validate_metrics
 
@@ -215,6 +215,9 @@ def render_html(metrics: dict[str, Any]) -> str:
     how_bayesian = bayes.section(m)  # distances to HMC, or how to run it
     if how_bayesian is not None:
         add("bayes", bayes.TITLE, lambda: how_bayesian)
+    depth = frontier.section(m)  # quality against cost per MC depth (bench mc --frontier)
+    if depth is not None:
+        add("frontier", frontier.TITLE, lambda: depth)
     notes = "".join(f"<li>{escape(n)}</li>" for n in m.get("notes") or [])
     links = "".join(f'<a href="#{a}">{escape(n)}</a>' for a, n in nav)
     meta = " · ".join(
