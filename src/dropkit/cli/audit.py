@@ -9,6 +9,10 @@ modules. Attention dropout read by a fused attention from its parent's
 See Gal & Ghahramani (2016) for MC dropout, Li et al. (2019), "Understanding
 the Disharmony between Dropout and Batch Normalization", for the BatchNorm
 warning.
+
+Why the audit lives here and not in ``dropkit.sites``: its placement warnings
+come from :func:`dropkit.training.check_placement`, and ``sites`` is core,
+which never imports ``training`` (tests/test_architecture.py).
 """
 
 from __future__ import annotations
