@@ -191,3 +191,11 @@ def test_bad_arguments_raise_clear_errors() -> None:
     ):
         net.load_state_dict(other.state_dict())
     assert torch.equal(net.flat, before)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.005, 0.1, 1 / 3, 0.5, 2.5 / 65536, 0.9, 1 - 2**-17 - 2**-30])
+def test_streams_use_the_kernels_16_bit_quantisation(p: float) -> None:
+    # one quantisation in dropkit: the UCI streams' threshold and scale are kernels.effective_p's
+    q = effective_p(p)
+    assert keep_threshold(p) == round(q * 65536) - 32768
+    assert keep_scale(p) == 1 / (1 - q)  # both exact quotients of the same 16-bit integers
