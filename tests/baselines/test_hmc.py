@@ -260,7 +260,11 @@ def test_argument_errors():
         HMC(m, init=[nn.Linear(3, 1)])
     with pytest.raises(TypeError, match=r"HMC: expected init to be 'model', 'prior' or a list"):
         HMC(m, init=nn.Linear(2, 1))
-    with pytest.raises(RuntimeError, match=r"HMC: expected a fitted sampler"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"HMC: expected a fitted sampler, but got an unfitted instance\. "
+        r"Call fit\(x, target\) first\.$",
+    ):
         HMC(m).predict(torch.zeros(1, 2))
 
 

@@ -59,7 +59,8 @@ def test_accuracy_unchanged_and_errors(generator):
     ts = TemperatureScaling()
     with pytest.raises(
         RuntimeError,
-        match=r"^TemperatureScaling: expected a fitted temperature, but got an unfitted instance\.",
+        match=r"^TemperatureScaling: expected a fitted temperature, but got an unfitted instance\. "
+        r"Call fit\(logits, target\) or fit_probs\(probs, target\) first\.$",
     ):
         ts.transform(z)
     ts.fit(z, y)

@@ -445,7 +445,7 @@ class HMC:
         if self._draws is None:
             raise RuntimeError(
                 "HMC: expected a fitted sampler, but got an unfitted instance. "
-                "Call fit(x, y) first."
+                "Call fit(x, target) first."
             )
         return self._draws
 

@@ -64,7 +64,7 @@ class TemperatureScaling:
         if self._log_t is None:
             raise RuntimeError(
                 "TemperatureScaling: expected a fitted temperature, but got an unfitted "
-                "instance. Call fit(logits, labels) or fit_probs(probs, labels) first."
+                "instance. Call fit(logits, target) or fit_probs(probs, target) first."
             )
         return float(torch.tensor(self._log_t, dtype=torch.float64).exp())
 
