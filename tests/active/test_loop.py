@@ -123,11 +123,23 @@ def test_loop_errors(generator):
         run_active_learning(px, py, test, train_fn=_train, initial=20, budget=10)
     with pytest.raises(
         ValueError,
-        match=r"^run_active_learning: expected pool_y of shape \(20,\) matching pool_x, but got "
-        r"\(19,\)",
+        match=r"^run_active_learning: expected pool_target of shape \(20,\) matching pool_x, "
+        r"but got \(19,\)",
     ):
         run_active_learning(px, py[:19], test, train_fn=_train)
     with pytest.raises(
         ValueError, match=r"^run_active_learning: expected samples >= 2, but got 1\."
     ):
         run_active_learning(px, py, test, train_fn=_train, samples=1)
+
+
+def test_pool_y_is_a_deprecated_alias_of_pool_target(generator):
+    px, py = _data(generator, 20)
+    test = _data(generator, 5)
+    run = dict(train_fn=_train, acquire="random", initial=8, budget=8, samples=2)
+    with pytest.warns(
+        DeprecationWarning, match=r"^run_active_learning: the keyword pool_y= is deprecated"
+    ):
+        old = run_active_learning(px, pool_y=py, test=test, **run)
+    new = run_active_learning(px, pool_target=py, test=test, **run)
+    assert old.labels == new.labels and old.accuracy == new.accuracy

@@ -97,9 +97,10 @@ def _default_accuracy(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor])
     return float((probs.argmax(-1) == test[1]).double().mean())
 
 
+@renamed_kwargs(pool_y="pool_target")
 def run_active_learning(
     pool_x: torch.Tensor,
-    pool_y: torch.Tensor,
+    pool_target: torch.Tensor,
     test: tuple[torch.Tensor, torch.Tensor],
     *,
     train_fn: Callable[[torch.Tensor, torch.Tensor, int], nn.Module],
@@ -118,7 +119,7 @@ def run_active_learning(
 
     Args:
         pool_x: Pool inputs ``(N, ...)`` (labels are revealed on acquisition).
-        pool_y: Pool labels ``(N,)``.
+        pool_target: Pool labels ``(N,)``.
         test: Test ``(inputs, labels)``.
         train_fn: ``(x, y, seed) -> model``: trains a fresh model from scratch.
         acquire: ``"bald"``, ``"batch_bald"``, ``"max_entropy"``,
@@ -137,7 +138,7 @@ def run_active_learning(
         progress: Show a tqdm progress bar over the pool batches of each round.
 
     Shape:
-        - pool_x: ``(N, ...)``; pool_y: ``(N,)``.
+        - pool_x: ``(N, ...)``; pool_target: ``(N,)``.
 
     Returns:
         An :class:`ActiveLearningResult`.
@@ -147,7 +148,7 @@ def run_active_learning(
             mismatched pool shapes.
     """
     check_bool(WHERE, progress, "progress")
-    n = _check_pool(pool_x, pool_y)
+    n = _check_pool(pool_x, pool_target)
     name = acquire if callable(acquire) else check_choice(WHERE, acquire, "acquire", NAMES)
     size = check_int(WHERE, acquisition_size, "acquisition_size")
     budget = check_int(WHERE, budget, "budget")
@@ -157,7 +158,7 @@ def run_active_learning(
     if isinstance(initial, torch.Tensor):
         labelled = initial.long().flatten()
     else:
-        labelled = balanced_initial(pool_y, check_int(WHERE, initial, "initial"), gen)
+        labelled = balanced_initial(pool_target, check_int(WHERE, initial, "initial"), gen)
     if labelled.numel() > min(budget, n):
         raise ValueError(
             f"{WHERE}: expected an initial set within the budget ({min(budget, n)}), "
@@ -173,7 +174,7 @@ def run_active_learning(
     start = time.perf_counter()
     for step in range(n + 1):
         idx = is_labelled.nonzero().flatten()
-        model = train_fn(pool_x[idx], pool_y[idx], seed + step)
+        model = train_fn(pool_x[idx], pool_target[idx], seed + step)
         out.labels.append(int(idx.numel()))
         out.accuracy.append(float(score(model, test)))
         done = target_accuracy is not None and out.accuracy[-1] >= target_accuracy
@@ -190,18 +191,22 @@ def run_active_learning(
     return out
 
 
-def _check_pool(pool_x: Any, pool_y: Any) -> int:
-    if not isinstance(pool_x, torch.Tensor) or not isinstance(pool_y, torch.Tensor):
+def _check_pool(pool_x: Any, pool_target: Any) -> int:
+    if not isinstance(pool_x, torch.Tensor) or not isinstance(pool_target, torch.Tensor):
         raise TypeError(
-            f"{WHERE}: expected pool_x and pool_y to be tensors, but got "
-            f"({type(pool_x).__name__}, {type(pool_y).__name__}). Pass tensors."
+            f"{WHERE}: expected pool_x and pool_target to be tensors, but got "
+            f"({type(pool_x).__name__}, {type(pool_target).__name__}). Pass tensors."
         )
-    if pool_y.dim() != 1 or pool_x.shape[0] != pool_y.shape[0] or pool_y.numel() == 0:
+    if (
+        pool_target.dim() != 1
+        or pool_x.shape[0] != pool_target.shape[0]
+        or pool_target.numel() == 0
+    ):
         raise ValueError(
-            f"{WHERE}: expected pool_y of shape ({pool_x.shape[0]},) matching pool_x, "
-            f"but got {tuple(pool_y.shape)}. Pass one label per pool input."
+            f"{WHERE}: expected pool_target of shape ({pool_x.shape[0]},) matching pool_x, "
+            f"but got {tuple(pool_target.shape)}. Pass one label per pool input."
         )
-    return int(pool_y.shape[0])
+    return int(pool_target.shape[0])
 
 
 def _evaluate_fn(
