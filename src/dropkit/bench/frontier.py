@@ -78,8 +78,8 @@ FULL: dict[str, Any] = {
     "samples": 20,
     "batch": 32,
     "text_train": 384,
-    "text_test": 96,
-    "text_steps": 36,
+    "text_test": 32,
+    "text_steps": 24,
     "text_lr": 1e-4,
     "digits_hidden": 256,
     "digits_blocks": 4,
@@ -283,6 +283,7 @@ def run_case(name: str, cfg: dict[str, Any], peers: list[_peers.Peer]) -> dict[s
         infos.append(case.info)
         plans = warm_up(case, cfg["samples"])
         per_seed.append(run_seed(case, seed, cfg["samples"], peers))
+        print(f"{name}: seed {seed + 1} of {cfg['seeds']} done", flush=True)
         if seed == 0:
             share = embeddings_share(case, cfg["samples"], repeats=1 if cfg["seeds"] == 1 else 3)
     if case is None:

@@ -134,7 +134,7 @@ def frontier_plot(block: dict[str, Any]) -> Any:
         ax.set_xlabel("cost (x one deterministic forward)")
         ax.set_ylabel(plots._t(block.get("quality", "quality")))
         ax.set_title(plots._t(model.get("description") or model["name"]))
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     return fig
 
 
