@@ -172,7 +172,13 @@ def test_as_schedule_rejects_non_callable() -> None:
 
 
 def test_depth_profiles() -> None:
-    f = S.linear_depth(0.3, p_min=0.1)
+    f = S.linear_depth(0.3, low=0.1)
+    with pytest.warns(DeprecationWarning, match=r"^linear_depth: the keyword p_min= is deprecated"):
+        assert repr(S.linear_depth(0.3, p_min=0.1)) == repr(f)
+    with pytest.warns(DeprecationWarning, match=r"^linear_depth: the keyword p_max= is deprecated"):
+        assert repr(S.linear_depth(p_max=0.3)) == repr(S.linear_depth(0.3))
+    with pytest.raises(ValueError, match=r"^linear_depth: expected high in \[0, 1\], but got 1.5"):
+        S.linear_depth(1.5)
     assert f(0.0) == pytest.approx(0.1) and f(1.0) == pytest.approx(0.3)
     assert S.constant_depth(0.2)(0.5) == 0.2
     custom = S.depth_profile(lambda d: d**2, name="square")

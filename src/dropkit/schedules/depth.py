@@ -22,7 +22,7 @@ import math
 import numbers
 from collections.abc import Callable
 
-from dropkit._validation import _fail, check_int, check_p
+from dropkit._validation import _fail, check_int, check_p, renamed_kwargs
 from dropkit.schedules.time import lerp
 
 __all__ = ["DepthProfile", "block_fractions", "constant_depth", "depth_profile", "linear_depth"]
@@ -65,16 +65,21 @@ class DepthProfile:
         return self._name
 
 
-def linear_depth(p_max: float, p_min: float = 0.0) -> DepthProfile:
-    """Rise linearly from ``p_min`` at the input to ``p_max`` at the deepest site.
+@renamed_kwargs(p_max="high", p_min="low")
+def linear_depth(high: float, low: float = 0.0) -> DepthProfile:
+    """Rise linearly from ``low`` at the input to ``high`` at the deepest site.
+
+    ``low + (high - low) * d`` at depth fraction ``d`` (the one linear formula,
+    :func:`~dropkit.schedules.time.lerp`); ``p_max=`` / ``p_min=`` are the
+    deprecated keyword names of ``high`` / ``low``.
 
     Example:
         >>> f = linear_depth(0.3)
         >>> f(0.0), f(0.5), f(1.0)
         (0.0, 0.15, 0.3)
     """
-    hi = check_p("linear_depth", p_max, allow_one=True, name="p_max")
-    lo = check_p("linear_depth", p_min, allow_one=True, name="p_min")
+    hi = check_p("linear_depth", high, allow_one=True, name="high")
+    lo = check_p("linear_depth", low, allow_one=True, name="low")
     return DepthProfile(lambda d: lerp(lo, hi, d), f"linear_depth({lo:g} -> {hi:g})")
 
 
