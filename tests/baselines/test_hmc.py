@@ -275,8 +275,8 @@ def test_argument_errors():
         ("regression", "ok", "nan", ValueError, r"HMC.fit: expected finite y, but got 1 non-fin"),
         ("regression", "ok", "short", ValueError, r"HMC.fit: expected y of shape \(6, 1\)"),
         ("regression", "ok", "list", TypeError, r"HMC.fit: expected y to be a torch.Tensor"),
-        ("classification", "ok", "label9", ValueError, r"expected class labels in \[0, 2\].*9"),
-        ("classification", "ok", "float", ValueError, r"expected integer class labels of shape"),
+        ("classification", "ok", "label9", ValueError, r"expected target in \[0, 2\].*9"),
+        ("classification", "ok", "float", ValueError, r"expected an integer class target of shape"),
     ],
 )
 def test_bad_data_errors_leave_model_unchanged(likelihood, x, y, exc, match, generator):

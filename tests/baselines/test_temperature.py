@@ -70,7 +70,7 @@ def test_accuracy_unchanged_and_errors(generator):
     with pytest.raises(ValueError, match=r"^TemperatureScaling.fit: expected finite logits"):
         TemperatureScaling().fit(bad, y)
     with pytest.raises(
-        ValueError, match=r"^TemperatureScaling.fit: expected labels in \[0, 4\], but got 7"
+        ValueError, match=r"^TemperatureScaling.fit: expected target in \[0, 4\], but got 7"
     ):
         TemperatureScaling().fit(z, torch.full((30,), 7))
     with pytest.raises(

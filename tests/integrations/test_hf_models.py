@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from _rate_meter import RateMeter, within
-from dropkit.sites import mc_mode
-from dropkit.sites import find_dropout, set_dropout
+from dropkit.sites import find_dropout, mc_mode, set_dropout
 
 transformers = pytest.importorskip("transformers")
 

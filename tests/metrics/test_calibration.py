@@ -150,12 +150,13 @@ def test_bad_probabilities_raise(fn):
         ValueError, match=rf"^{name}: expected non-negative probs, but got 'minimum -0.5'"
     ):
         fn(torch.tensor([[1.5, -0.5], [0.5, 0.5]]), y)
-    with pytest.raises(ValueError, match=rf"^{name}: expected labels in \[0, 1\], but got 2\."):
+    with pytest.raises(ValueError, match=rf"^{name}: expected target in \[0, 1\], but got 2\."):
         fn(torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.tensor([0, 2]))
-    with pytest.raises(ValueError, match=rf"^{name}: expected labels of shape \(2,\) matching"):
+    with pytest.raises(ValueError, match=rf"^{name}: expected target of shape \(2,\) matching"):
         fn(torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.tensor([0, 1, 1]))
     with pytest.raises(
-        TypeError, match=rf"^{name}: expected integer class labels, but got 'torch.float32'"
+        TypeError,
+        match=rf"^{name}: expected integer class indices as target, but got 'torch.float32'",
     ):
         fn(torch.tensor([[0.5, 0.5], [0.5, 0.5]]), torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=rf"^{name}: expected probs of shape \(N, C\) or samples"):

@@ -76,7 +76,7 @@ CASES = [
     ),
     (mlp, {"output": "regression", "tau": 0.0}, ValueError, r"expected tau > 0, but got 0.0"),
     (mlp, {"output": "regression", "tau": -1}, ValueError, r"expected tau > 0, but got -1"),
-    (mlp, {"tau": 1.0}, ValueError, r"expected tau, heteroscedastic and targets only with"),
+    (mlp, {"tau": 1.0}, ValueError, r"expected tau, heteroscedastic and target only with"),
     (
         mlp,
         {"output": "regression", "target": torch.zeros(5)},
@@ -99,7 +99,7 @@ CASES = [
         mlp,
         {"output": "regression", "tau": 1.0, "target": torch.zeros(4)},
         ValueError,
-        r"expected targets with 5 rows \(one per input\), but got \(4,\)",
+        r"expected target with 5 rows \(one per input\), but got \(4,\)",
     ),
     (mlp, {"tol": 0}, ValueError, r"expected tol > 0, but got 0"),
     (mlp, {"tol": 0.1, "min_samples": 1}, ValueError, r"expected min_samples >= 2, but got 1"),

@@ -210,14 +210,14 @@ class HMC:
                 )
             if y.dtype.is_floating_point or y.dtype == torch.bool or tuple(y.shape) != (n,):
                 raise ValueError(
-                    f"{caller}: expected integer class labels of shape ({n},), but got "
+                    f"{caller}: expected an integer class target of shape ({n},), but got "
                     f"{y.dtype} of shape {tuple(y.shape)}. Pass y.long() with one label per row."
                 )
             c = out.shape[1]
             if n and (int(y.min()) < 0 or int(y.max()) >= c):
                 bad = int(y[(y < 0) | (y >= c)][0])
                 raise ValueError(
-                    f"{caller}: expected class labels in [0, {c - 1}] (the model returns {c} "
+                    f"{caller}: expected target in [0, {c - 1}] (the model returns {c} "
                     f"logits), but got {bad!r}. Check the labels or the model's output size."
                 )
             return y.long()

@@ -144,15 +144,15 @@ def as_labels(caller: str, labels: object, n: int, num_classes: int) -> torch.Te
         raise _fail(
             TypeError,
             caller,
-            "integer class labels",
+            "integer class indices as target",
             str(y.dtype),
-            "Pass class indices, e.g. labels.long().",
+            "Pass class indices, e.g. target.long().",
         )
     if y.dim() != 1 or y.shape[0] != n:
         raise _fail(
             ValueError,
             caller,
-            f"labels of shape ({n},) matching the probabilities",
+            f"target of shape ({n},) matching the probabilities",
             tuple(y.shape),
             "Pass one class index per row of probs.",
         )
@@ -162,7 +162,7 @@ def as_labels(caller: str, labels: object, n: int, num_classes: int) -> torch.Te
         raise _fail(
             ValueError,
             caller,
-            f"labels in [0, {num_classes - 1}]",
+            f"target in [0, {num_classes - 1}]",
             bad,
             "Labels index the columns of probs; check the class count.",
         )

@@ -176,7 +176,7 @@ def _settings(
         raise _fail(
             ValueError,
             WHERE,
-            "tau, heteroscedastic and targets only with output='regression'",
+            "tau, heteroscedastic and target only with output='regression'",
             f"output={out!r}",
             "Pass output='regression' or drop those arguments.",
         )
@@ -448,7 +448,7 @@ def mc_predict(
         raise _fail(
             ValueError,
             WHERE,
-            f"targets with {total} rows (one per input)",
+            f"target with {total} rows (one per input)",
             tuple(target.shape),
             "Pass one target per input, in input order.",
         )
@@ -501,7 +501,7 @@ def mc_predict(
         raise _fail(
             ValueError,
             WHERE,
-            f"targets with {offset} rows (one per input)",
+            f"target with {offset} rows (one per input)",
             tuple(target.shape),
             "Pass one target per input, in input order.",
         )
