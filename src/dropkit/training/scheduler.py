@@ -36,8 +36,8 @@ class DropoutScheduler:
     Each :meth:`step` call computes ``p = schedule(step)`` (validated), then
     calls ``dropkit.set_dropout(model, p, sites=sites)`` -- only
     when ``p`` differs from the rate it last wrote (pass ``force=True`` after
-    changing rates by other means), since rewriting a large model's rates and
-    config costs tens of milliseconds. Warnings from ``set_dropout`` (say, a
+    changing rates by other means), since a rewrite walks every site of the
+    model and every dropout field of its config. Warnings from ``set_dropout`` (say, a
     Hugging Face config field that cannot express per-depth rates) are shown
     on the first write only, not at every step. With a
     ``depth_profile``, site ``s`` at depth fraction ``d`` gets
