@@ -25,9 +25,19 @@ from typing import Any
 
 from torch import nn
 
-from dropkit.cli._common import P_HELP, apply_rates, command_parser, parse_rates
+from dropkit.cli._common import (
+    P_HELP,
+    SITES_HELP,
+    ShellSites,
+    apply_rates,
+    command_parser,
+    parse_rates,
+    parse_sites,
+    select_sites,
+)
 
 HIGH_P = 0.5
+_CALLER = "dropkit audit"
 
 
 @dataclass
@@ -53,16 +63,20 @@ class Audit:
         cls: The model's class name.
         params: Number of parameters.
         training: Whether the model is in training mode.
-        sites: One JSON-ready dict per site (path, name, kind, p, active,
-            control, gate, module_mc).
-        totals: Site count per kind.
-        warnings: The findings.
+        selection: The ``--sites`` entries the audit is restricted to; None
+            for every site.
+        sites: One JSON-ready dict per (selected) site (path, name, kind, p,
+            active, control, gate, module_mc).
+        totals: Site count per kind, over the listed sites.
+        warnings: The findings (over the listed sites; BatchNorm placement
+            findings are about the whole model).
     """
 
     model: str
     cls: str
     params: int
     training: bool
+    selection: list[str] | None = None
     sites: list[dict[str, Any]] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
     warnings: list[Finding] = field(default_factory=list)
@@ -87,26 +101,33 @@ def _placement(model: nn.Module) -> list[Finding]:
     ]
 
 
-def audit_model(model: nn.Module, name: str) -> Audit:
-    """Find every dropout site of ``model`` and judge the set.
+def audit_model(model: nn.Module, name: str, *, sites: ShellSites = None) -> Audit:
+    """Find every dropout site of ``model`` (or the selected ones) and judge the set.
 
     Args:
         model: The model to audit (left unchanged).
         name: How the user named the model (shown in the output).
+        sites: From :func:`~dropkit.cli._common.parse_sites`: list and judge
+            only these sites (None: every site).
 
     Returns:
         The :class:`Audit`.
+
+    Raises:
+        CLIError: If a ``sites`` entry selects no site of the model.
     """
     from dropkit.sites import find_dropout
 
-    sites = find_dropout(model)
+    found = find_dropout(model)
+    selected = select_sites(_CALLER, model, sites, name, found=found)
     audit = Audit(
         model=name,
         cls=type(model).__name__,
         params=sum(p.numel() for p in model.parameters()),
         training=model.training,
+        selection=None if sites is None else [sites] if isinstance(sites, str) else list(sites),
     )
-    for s in sites:
+    for s in selected:
         audit.sites.append(
             {
                 "path": s.path,
@@ -119,12 +140,12 @@ def audit_model(model: nn.Module, name: str) -> Audit:
                 "module_mc": _module_mc(s),
             }
         )
-    audit.totals = dict(Counter(s.kind for s in sites))
-    audit.warnings = _findings(model, sites)
+    audit.totals = dict(Counter(s.kind for s in selected))
+    audit.warnings = _findings(model, selected, selected=sites is not None)
     return audit
 
 
-def _findings(model: nn.Module, sites: list[Any]) -> list[Finding]:
+def _findings(model: nn.Module, sites: list[Any], *, selected: bool = False) -> list[Finding]:
     out: list[Finding] = []
     if not sites:
         out.append(
@@ -138,7 +159,8 @@ def _findings(model: nn.Module, sites: list[Any]) -> list[Finding]:
         out.append(
             Finding(
                 "all-zero",
-                f"Every dropout rate is 0 ({len(sites)} sites): training is unregularised and MC "
+                f"Every dropout rate {'of the --sites selection ' if selected else ''}is 0 "
+                f"({len(sites)} sites): training is unregularised and MC "
                 "dropout would return one deterministic prediction. Set a rate with "
                 "dropkit.set_dropout(model, 0.1), or from the shell with --p "
                 f"{sorted({s.kind for s in sites})[0]}=0.1 (dropkit predict / audit).",
@@ -222,7 +244,10 @@ def format_plain(audit: Audit) -> str:
 
 def _title(audit: Audit) -> str:
     mode = "training" if audit.training else "eval"
-    return f"{audit.model}: {audit.cls}, {audit.params:,} parameters, {mode} mode"
+    title = f"{audit.model}: {audit.cls}, {audit.params:,} parameters, {mode} mode"
+    if audit.selection is not None:
+        title += f"; --sites {','.join(audit.selection)}"
+    return title
 
 
 def _totals(audit: Audit) -> str:
@@ -279,23 +304,33 @@ def main(argv: list[str]) -> int:
         "totals per kind and warnings: all rates 0, sites that module-only MC dropout\n"
         "cannot reach, dropout feeding BatchNorm, training mode, very high rates.\n\n"
         "MODEL is a local Hugging Face folder (with config.json), a timm model name\n"
-        "(built with random weights, nothing downloaded) or package.module:factory.",
+        "(built with random weights, nothing downloaded) or package.module:factory.\n\n"
+        "--sites lists and totals only the selected sites (warnings judge those; the\n"
+        "BatchNorm placement check looks at the whole model); with --p it also limits\n"
+        "which rates change.",
         "  dropkit audit path/to/bert-folder\n"
         "  dropkit audit vit_tiny_patch16_224 --json\n"
         "  dropkit audit vit_tiny_patch16_224 --p element=0.1   # the sites after setting rates\n"
+        "  dropkit audit path/to/bert-folder --sites head --sites attention --json\n"
+        "  dropkit audit vit_tiny_patch16_224 --sites last:2 --p 0.1  # last 2 blocks\n"
         "  dropkit audit mypkg.models:build_model --plain\n",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--plain", action="store_true", help="plain text even if rich is installed")
     p.add_argument("--p", action="append", default=[], metavar="KIND=P", help=P_HELP)
+    p.add_argument("--sites", action="append", default=[], metavar="ENTRY", help=SITES_HELP)
     args = p.parse_args(argv)
-    rates = parse_rates("dropkit audit", args.p)
+    rates = parse_rates(_CALLER, args.p)
+    sites = parse_sites(_CALLER, args.sites)
     from dropkit.cli._models import load_model
+    from dropkit.sites import find_dropout
 
-    loaded = load_model(args.model, caller="dropkit audit")
-    apply_rates("dropkit audit", loaded.model, rates)
-    audit = audit_model(loaded.model, args.model)
+    loaded = load_model(args.model, caller=_CALLER)
+    if sites is not None:  # every entry must select a site before any rate changes
+        select_sites(_CALLER, loaded.model, sites, args.model, found=find_dropout(loaded.model))
+    apply_rates(_CALLER, loaded.model, rates, sites)
+    audit = audit_model(loaded.model, args.model, sites=sites)
     if args.json:
         print(audit.to_json())
     else:

@@ -26,11 +26,15 @@ from torch import nn
 from dropkit._optional import require
 from dropkit.cli._common import (
     P_HELP,
+    SITES_HELP,
     CLIError,
+    ShellSites,
     apply_rates,
     command_parser,
     parse_rates,
+    parse_sites,
     progress_enabled,
+    select_sites,
     with_rate_hint,
 )
 from dropkit.cli._inputs import Inputs, read_inputs
@@ -91,7 +95,7 @@ def predict_lines(
     inputs: Inputs,
     *,
     samples: int,
-    sites: str | None = None,
+    sites: ShellSites = None,
     output: str = "logits",
     batch_size: int = 32,
     progress: bool = False,
@@ -104,7 +108,9 @@ def predict_lines(
         loaded: The model, from :func:`dropkit.cli._models.load_model`.
         inputs: Parsed inputs, from :func:`read_inputs`.
         samples: MC samples per input.
-        sites: Restrict MC to these sites (``"head"`` for the classifier head).
+        sites: Restrict MC to these sites (``"head"`` for the classifier head;
+            a list selects the union), from
+            :func:`~dropkit.cli._common.parse_sites`.
         output: What the model returns: ``"logits"``, ``"probs"`` or ``"regression"``.
         batch_size: Inputs per forward.
         progress: Show a progress bar on stderr.
@@ -183,16 +189,19 @@ def main(argv: list[str]) -> int:
         ".npy / .pt tensor (N, ...), a .csv of numbers (one input per row; a first row\n"
         "that is not numbers is a header), or a single text.\n\n"
         "A model built with every rate 0 (a timm model made with drop_rate=0) has\n"
-        "nothing to sample: give it rates with --p KIND=P.",
+        "nothing to sample: give it rates with --p KIND=P.\n\n"
+        "--sites restricts MC to the selected sites (the others stay in eval); with\n"
+        "--p only the selected sites' rates change.",
         '  dropkit predict path/to/hf-folder --input "a great movie" --samples 20 --sites head\n'
         "  dropkit predict path/to/hf-folder --input reviews.txt --samples 30 > preds.jsonl\n"
         "  dropkit predict mypkg.models:build_mlp --input x.npy --samples 50 --seed 0\n"
-        "  dropkit predict resnet10t --input x.npy --p element=0.2 --samples 10\n",
+        "  dropkit predict resnet10t --input x.npy --p element=0.2 --samples 10\n"
+        "  dropkit predict path/to/hf-folder --input reviews.txt --sites last:2,head\n",
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--input", required=True, metavar="FILE|TEXT", help="inputs (see above)")
     p.add_argument("--samples", type=int, default=20, metavar="T", help="MC samples (20)")
-    p.add_argument("--sites", default=None, help="restrict MC to these sites, e.g. head")
+    p.add_argument("--sites", action="append", default=[], metavar="ENTRY", help=SITES_HELP)
     p.add_argument(
         "--output",
         default="logits",
@@ -212,6 +221,7 @@ def main(argv: list[str]) -> int:
             f"dropkit predict: expected --batch-size >= 1, but got {args.batch_size}. Use 32."
         )
     rates = parse_rates("dropkit predict", args.p)
+    sites = parse_sites("dropkit predict", args.sites)
     from dropkit.cli._models import load_model
 
     inputs = read_inputs(args.input)
@@ -220,14 +230,16 @@ def main(argv: list[str]) -> int:
     loaded = load_model(args.model, caller="dropkit predict", classifier=True)
     for note in loaded.notes:
         print(f"dropkit: note: {note}", file=sys.stderr)
-    apply_rates("dropkit predict", loaded.model, rates)
-    _check_stochastic(loaded.model, args.model, args.sites)
+    if sites is not None:  # every entry must select a site before any rate changes
+        select_sites("dropkit predict", loaded.model, sites, args.model)
+    apply_rates("dropkit predict", loaded.model, rates, sites)
+    _check_stochastic(loaded.model, args.model, sites)
     try:
         for record in predict_lines(
             loaded,
             inputs,
             samples=args.samples,
-            sites=args.sites,
+            sites=sites,
             output=args.output,
             batch_size=args.batch_size,
             progress=progress_enabled(),
@@ -240,7 +252,7 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _check_stochastic(model: nn.Module, name: str, sites: str | None) -> None:
+def _check_stochastic(model: nn.Module, name: str, sites: ShellSites) -> None:
     """Refuse, with the --p fix, a model whose every dropout rate is 0."""
     from collections import Counter
 

@@ -16,6 +16,10 @@ Ray of ``--workers`` CPUs (no dashboard, loopback only), with it on that
 cluster (every node needs dropkit and the model's code installed). Scores are
 the same for any engine, worker count and block size: masks are keyed by row
 id.
+
+``--sites`` restricts MC to the selected sites (repeatable or comma-separated,
+their union: kinds, ``head``, ``last:K``, ``blocks:I-J``, globs over paths);
+with ``--p`` only their rates change.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ import argparse
 import sys
 from typing import Any
 
-from dropkit.cli._common import P_HELP, CLIError, Parser, apply_rates, parse_rates
+from dropkit.cli._common import (
+    P_HELP,
+    SITES_HELP,
+    CLIError,
+    Parser,
+    apply_rates,
+    parse_rates,
+    parse_sites,
+    select_sites,
+)
 
 EXAMPLES = """examples:
   dropkit score mypkg.models:build_mlp --input pool.npy --out scores.parquet --samples 20
@@ -49,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="SCORES.parquet", help="output folder")
     p.add_argument("--samples", type=int, default=20, metavar="T", help="MC samples (20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the masks (0)")
-    p.add_argument("--sites", default=None, help="restrict MC to these sites, e.g. head")
+    p.add_argument("--sites", action="append", default=[], metavar="ENTRY", help=SITES_HELP)
     p.add_argument(
         "--output",
         default="logits",
@@ -106,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             "--acquire bald --top-k 100."
         )
     rates = parse_rates("dropkit score", args.p)
+    sites = parse_sites("dropkit score", args.sites)
     from dropkit.cli._models import load_model
     from dropkit.score.api import score_pool
     from dropkit.score.pool import open_pool
@@ -114,14 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_model(args.model, caller="dropkit score", classifier=args.output != "regression")
     for note in loaded.notes:
         print(f"dropkit: note: {note}", file=sys.stderr)
-    apply_rates("dropkit score", loaded.model, rates)
+    if sites is not None:  # every entry must select a site before any rate changes
+        select_sites("dropkit score", loaded.model, sites, args.model)
+    apply_rates("dropkit score", loaded.model, rates, sites)
     run = score_pool(
         loaded.model,
         args.input,
         out=args.out,
         samples=args.samples,
         seed=args.seed,
-        sites=args.sites,
+        sites=sites,
         output=args.output,
         tau=args.tau,
         batch_size=args.batch_size,
