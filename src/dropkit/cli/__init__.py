@@ -19,13 +19,14 @@ Commands
     ``report.html``, ``metrics.json`` and ``config.json`` into DIR (default
     ``out/demo``), all three together at the end. See :mod:`dropkit.demo`.
 
-``dropkit audit MODEL [--json] [--plain] [--p KIND=P ...]``
+``dropkit audit MODEL [--json] [--plain] [--sites ENTRY ...] [--p KIND=P ...]``
     The dropout sites of a model (path, kind, p, control, active), totals per
-    kind and warnings. MODEL is a local Hugging Face folder, a timm model name
-    (random weights) or ``package.module:factory``
-    (:mod:`dropkit.cli._models`, :mod:`dropkit.cli.audit`).
+    kind and warnings; with ``--sites`` only the selected sites. MODEL is a
+    local Hugging Face folder, a timm model name (random weights) or
+    ``package.module:factory`` (:mod:`dropkit.cli._models`,
+    :mod:`dropkit.cli.audit`).
 
-``dropkit predict MODEL --input FILE|TEXT --samples T [--sites head] [--p KIND=P ...]``
+``dropkit predict MODEL --input FILE|TEXT --samples T [--sites ENTRY ...] [--p KIND=P ...]``
     MC-dropout predictions with uncertainty, one JSON object per input on
     stdout (:mod:`dropkit.cli.predict` documents inputs and fields).
 
@@ -37,7 +38,14 @@ Commands
     Re-render a report from a ``metrics.json`` (:func:`dropkit.report.render`).
 
 ``dropkit sweep ...``
-    Optuna sweeps of dropout rates; runs :func:`dropkit.cli.sweep.main`.
+    Optuna sweeps of dropout rates; runs :func:`dropkit.cli.sweep.main`. It
+    takes no ``--sites``: its tasks build their own models (see there).
+
+``--sites ENTRY`` (audit, predict, score) is the library's one selector
+``sites=`` (:mod:`dropkit.sites.select`) from the shell: a kind, ``head``,
+``last:K``, ``blocks:I-J`` or a glob over site paths; repeat the flag or
+separate entries with commas for their union. With ``--p`` only the selected
+sites' rates change. :func:`dropkit.cli._common.parse_sites` reads it.
 
 ``dropkit bench NAME ...``
     Reproducible benchmarks; runs :func:`dropkit.bench.NAME.main` for NAME in
@@ -98,7 +106,7 @@ USAGE = """usage: dropkit COMMAND [ARGS]
 Dropout done right for PyTorch.
 
 commands:
-  demo                 train, compare and report on digits (offline; ~20 s, --quick ~10 s)
+  demo                 train, compare and report on digits (offline; --quick: smaller run)
   audit MODEL          list a model's dropout sites, totals and warnings
   predict MODEL        MC-dropout predictions with uncertainty as JSON lines
   score MODEL          MC-dropout scores of a large pool to Parquet (local or Ray)
@@ -116,6 +124,7 @@ examples:
   dropkit audit vit_small_patch16_224
   dropkit audit path/to/hf-model-folder --json
   dropkit audit vit_tiny_patch16_224 --p element=0.1 --p attention=0.1
+  dropkit audit vit_tiny_patch16_224 --sites last:2,head
   dropkit predict path/to/hf-model-folder --input "great movie" --samples 20 --sites head
   dropkit sweep --task digits --trials 20 --storage sqlite:///out/sweep.db --study digits
   dropkit bench mc --quick

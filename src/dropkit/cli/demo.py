@@ -15,8 +15,8 @@ def main(argv: list[str]) -> int:
         "scaling, a deep ensemble and Laplace; sweep p; write report.html,\n"
         "metrics.json and config.json (all three together at the end, so an\n"
         "interrupted run leaves the folder as it was). Fully offline.",
-        "  dropkit demo                       # full run into out/demo (~20 s on 2 idle cores)\n"
-        "  dropkit demo --quick --out /tmp/d  # smaller run (~10 s)\n"
+        "  dropkit demo                       # full run into out/demo\n"
+        "  dropkit demo --quick --out /tmp/d  # smaller run: fewer epochs, members and samples\n"
         "  dropkit demo --seed 1 --out out/seed1\n",
     )
     p.add_argument("--out", default="out/demo", help="output folder (created if missing)")

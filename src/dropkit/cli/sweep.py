@@ -15,6 +15,13 @@ run. Rerun after an interruption to resume; trials of a killed worker are
 marked FAIL (at once on the same machine, after ``--grace`` seconds without
 heartbeat elsewhere). Every number is checked before the storage is touched.
 
+No ``--sites`` here, unlike ``audit``, ``predict`` and ``score``: a sweep's
+task builds its own model for every trial and the search space holds one rate
+per site kind (:mod:`dropkit.sweep.space`; digits: the MLP's element dropout,
+``uci:NAME``: one rate), never a model whose sites one could select. To
+search the rates of chosen sites of your own model, write a factory task
+that calls ``dropkit.set_dropout(model, p, sites=...)``.
+
 Example:
     dropkit sweep --study digits --trials 30 --objective nll
     dropkit sweep --storage postgresql://me:pw@db/sweeps --study digits --trials 200
@@ -46,7 +53,11 @@ regression set from --data-dir) or package.module:factory (your own task;
 holds at the end, shared by every worker: start the same command on several
 machines with one PostgreSQL --storage and they stop together at N. Rerun the
 command to resume; trials of a killed worker are marked FAIL. Every number is
-checked before the storage is touched."""
+checked before the storage is touched.
+
+There is no --sites: each trial's task builds its own model and the search
+holds one rate per site kind. To search rates of chosen sites of your own
+model, write a factory task that calls dropkit.set_dropout(model, p, sites=...)."""
 
 EXAMPLES = """\
 examples:
