@@ -90,6 +90,9 @@ def _point(point: Any, field: str) -> None:
 def frontier_plot(block: dict[str, Any]) -> Any:
     """Quality against cost (log x), one panel per model.
 
+    Error bars are the quality's standard deviation across seeds; the cost's
+    is in the table (on a log axis a spread near the mean has no lower end).
+
     Args:
         block: The ``frontier`` block of ``metrics.json``.
 
@@ -104,7 +107,6 @@ def frontier_plot(block: dict[str, Any]) -> Any:
         ax.errorbar(
             [p["cost_x"] for p in depth],
             [p["auroc"] for p in depth],
-            xerr=[p.get("cost_x_std") or 0.0 for p in depth],
             yerr=[p.get("auroc_std") or 0.0 for p in depth],
             fmt="o-",
             color=plots.colour(0),
