@@ -72,12 +72,14 @@ from typing import Any
 
 from dropkit.cli._common import (
     P_HELP,
+    SITES_HELP,
     CLIError,
     CLIInterrupted,
     apply_rates,
     delegate,
     error_line,
     parse_rates,
+    parse_sites,
     plain_text,
     writable_folder,
 )
@@ -88,6 +90,7 @@ __all__ = [
     "BENCH_USAGE",
     "COMMANDS",
     "P_HELP",
+    "SITES_HELP",
     "USAGE",
     "CLIError",
     "CLIInterrupted",
@@ -95,6 +98,7 @@ __all__ = [
     "entry",
     "main",
     "parse_rates",
+    "parse_sites",
     "plain_text",
     "writable_folder",
 ]

@@ -2,7 +2,7 @@
 
 :class:`CLIError` is a user error (one line, exit code 2); :class:`Parser`
 turns argparse's own errors into one; :func:`parse_rates` / :func:`apply_rates`
-read repeated ``--p KIND=P`` flags; :func:`parse_sites` / :func:`select_sites`
+read repeated ``--p KIND=P`` flags; :func:`parse_sites` / :func:`selected_sites`
 read repeated or comma-separated ``--sites`` flags into the library's one
 selector (:mod:`dropkit.sites.select`); :func:`delegate` runs a command
 module's ``main`` (its ``--help`` without Sphinx markup, :func:`plain_text`).
@@ -237,7 +237,7 @@ def parse_sites(caller: str, values: list[str]) -> ShellSites:
     Entries are split at commas (site paths never hold one), stripped, and
     kept once each in the order given; several entries select their union.
     What needs the model (does an entry select a site) is checked by
-    :func:`select_sites`.
+    :func:`selected_sites`.
 
     Args:
         caller: Command name for error messages.
@@ -285,7 +285,7 @@ def parse_sites(caller: str, values: list[str]) -> ShellSites:
     return entries[0] if len(entries) == 1 else entries
 
 
-def select_sites(
+def selected_sites(
     caller: str,
     model: nn.Module,
     sites: ShellSites,
@@ -312,7 +312,7 @@ def select_sites(
     """
     from dropkit.sites import KINDS, find_dropout
     from dropkit.sites.blocks import find_blocks, is_depth_spec
-    from dropkit.sites.select import select_sites as library_select
+    from dropkit.sites.select import select_sites
 
     if found is None:
         found = find_dropout(model, config=False)
@@ -323,7 +323,7 @@ def select_sites(
     for entry in [sites] if isinstance(sites, str) else sites:
         if is_depth_spec(entry):
             _check_depth(caller, model, entry, model_name, find_blocks(model, live), audit)
-        if not library_select(model, entry, caller, found=found, strict=False, blocks_of=live):
+        if not select_sites(model, entry, caller, found=found, strict=False, blocks_of=live):
             close = _close_names(entry, [*KINDS, "head", *(s.name for s in found)])
             hint = f" Did you mean {close!r}?" if close else ""
             raise CLIError(
@@ -332,7 +332,7 @@ def select_sites(
                 f"Pass a kind ({', '.join(KINDS)}), head, last:K, blocks:I-J or a glob over "
                 f"site paths; {audit}."
             )
-    return library_select(model, sites, caller, found=found, strict=False, blocks_of=live)
+    return select_sites(model, sites, caller, found=found, strict=False, blocks_of=live)
 
 
 def _check_depth(

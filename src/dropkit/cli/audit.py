@@ -33,7 +33,7 @@ from dropkit.cli._common import (
     command_parser,
     parse_rates,
     parse_sites,
-    select_sites,
+    selected_sites,
 )
 
 HIGH_P = 0.5
@@ -119,7 +119,7 @@ def audit_model(model: nn.Module, name: str, *, sites: ShellSites = None) -> Aud
     from dropkit.sites import find_dropout
 
     found = find_dropout(model)
-    selected = select_sites(_CALLER, model, sites, name, found=found)
+    selected = selected_sites(_CALLER, model, sites, name, found=found)
     audit = Audit(
         model=name,
         cls=type(model).__name__,
@@ -327,8 +327,8 @@ def main(argv: list[str]) -> int:
     from dropkit.sites import find_dropout
 
     loaded = load_model(args.model, caller=_CALLER)
-    if sites is not None:  # every entry must select a site before any rate changes
-        select_sites(_CALLER, loaded.model, sites, args.model, found=find_dropout(loaded.model))
+    if sites is not None and rates is not None:  # every entry selects a site before a rate changes
+        selected_sites(_CALLER, loaded.model, sites, args.model, found=find_dropout(loaded.model))
     apply_rates(_CALLER, loaded.model, rates, sites)
     audit = audit_model(loaded.model, args.model, sites=sites)
     if args.json:

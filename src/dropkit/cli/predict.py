@@ -34,7 +34,7 @@ from dropkit.cli._common import (
     parse_rates,
     parse_sites,
     progress_enabled,
-    select_sites,
+    selected_sites,
     with_rate_hint,
 )
 from dropkit.cli._inputs import Inputs, read_inputs
@@ -231,7 +231,7 @@ def main(argv: list[str]) -> int:
     for note in loaded.notes:
         print(f"dropkit: note: {note}", file=sys.stderr)
     if sites is not None:  # every entry must select a site before any rate changes
-        select_sites("dropkit predict", loaded.model, sites, args.model)
+        selected_sites("dropkit predict", loaded.model, sites, args.model)
     apply_rates("dropkit predict", loaded.model, rates, sites)
     _check_stochastic(loaded.model, args.model, sites)
     try:

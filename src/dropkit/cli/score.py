@@ -36,7 +36,7 @@ from dropkit.cli._common import (
     apply_rates,
     parse_rates,
     parse_sites,
-    select_sites,
+    selected_sites,
 )
 
 EXAMPLES = """examples:
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in loaded.notes:
         print(f"dropkit: note: {note}", file=sys.stderr)
     if sites is not None:  # every entry must select a site before any rate changes
-        select_sites("dropkit score", loaded.model, sites, args.model)
+        selected_sites("dropkit score", loaded.model, sites, args.model)
     apply_rates("dropkit score", loaded.model, rates, sites)
     run = score_pool(
         loaded.model,
