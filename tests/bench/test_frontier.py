@@ -39,7 +39,7 @@ def test_json_has_every_model_row_and_metric(quick):
         assert rows[-1]["sites"] is None and rows[1]["sites"] == "last:1"
         for r in m["rows"]:
             for key in _METRICS:
-                assert set(r[key]) == {"mean", "std"}
+                assert set(r[key]) == {"mean", "std", "median", "values"}
             assert r["cost_x"]["mean"] > 0 and r["ms"]["mean"] > 0
             assert 0.0 <= r["auroc"]["mean"] <= 1.0
         assert {t["target"] for t in m["summary"]["targets"]} >= (

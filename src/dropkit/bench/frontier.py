@@ -264,11 +264,17 @@ def embeddings_share(case: Case, samples: int, repeats: int = 3) -> dict[str, fl
     return {"embeddings_ms": e * 1e3, "last2_ms": m * 1e3, "share": e / m}
 
 
-def _ms(values: list[float | None]) -> dict[str, float | None]:
+def _ms(values: list[float | None]) -> dict[str, Any]:
+    """Mean, std and median across seeds, and the per-seed values (medians resist load)."""
     vals = [v for v in values if v is not None]
     if not vals:
-        return {"mean": None, "std": None}
-    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        return {"mean": None, "std": None, "median": None, "values": []}
+    return {
+        "mean": statistics.fmean(vals),
+        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+        "median": statistics.median(vals),
+        "values": vals,
+    }
 
 
 _QUALITY = ("cost_x", "ms", "auroc", "ece", "nll", "brier", "accuracy", "aurc", "agreement")
