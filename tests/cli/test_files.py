@@ -292,6 +292,34 @@ def test_ctrl_c_at_any_moment_exits_2_with_one_line(tmp_path: Path) -> None:
             assert len(lines) == 1 and lines[0].startswith("dropkit: error: interrupted")
 
 
+def test_ctrl_c_dropped_by_a_c_callback_is_delivered_again(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # A Ctrl-C that lands in a Python callback called from C (numba's llvmlite
+    # notifies its object cache that way while compiling on a cold cache) is
+    # dropped by C and printed as "Exception ignored ... Traceback". Inside the
+    # command's handler it is re-delivered instead, unprinted, and then stops
+    # the command as any Ctrl-C does.
+    import ctypes
+
+    from dropkit.cli import _Interrupts
+
+    @ctypes.CFUNCTYPE(None)
+    def callback() -> None:
+        raise KeyboardInterrupt
+
+    before = sys.unraisablehook
+    with pytest.raises(KeyboardInterrupt), _Interrupts() as interrupts:
+        callback()  # C drops the KeyboardInterrupt raised in the callback
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the re-delivered SIGINT lands here
+            time.sleep(0.01)
+    assert interrupts.seen  # the re-sent SIGINT reached the handler
+    assert sys.unraisablehook is before
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
 def _demo(out: Path) -> list[str]:
     return [DROPKIT, "demo", "--quick", "--out", str(out)]
 

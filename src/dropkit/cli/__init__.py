@@ -173,8 +173,14 @@ class _Interrupts:
     where it aborts the process ("terminate called after throwing an instance
     of pybind11::error_already_set"). So a Ctrl-C that arrives during an
     import is re-delivered a moment later, until it lands outside any import.
-    The flag lets :func:`main` report an interruption that still surfaced as
-    another error. The previous handler is restored on exit.
+    A KeyboardInterrupt raised inside a Python callback that C code calls
+    (numba's llvmlite notifies its object cache that way while it compiles)
+    cannot propagate: Python prints it as "Exception ignored in ..." with a
+    traceback and drops it. While the handler is installed such an unraisable
+    KeyboardInterrupt is not printed but re-delivered a moment later, like one
+    that lands in an import. The flag lets :func:`main` report an interruption
+    that still surfaced as another error. The previous handler and
+    ``sys.unraisablehook`` are restored on exit.
     """
 
     RETRY_S = 0.05
@@ -182,6 +188,7 @@ class _Interrupts:
     def __init__(self) -> None:
         self.seen = False
         self._previous: Any = None
+        self._previous_hook: Any = None
 
     @staticmethod
     def _importing(frame: Any) -> bool:
@@ -191,27 +198,40 @@ class _Interrupts:
             frame = frame.f_back
         return False
 
+    def _redeliver(self) -> None:
+        import threading
+
+        timer = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
+
     def _handle(self, signum: int, frame: Any) -> None:
         self.seen = True
         if self._importing(frame):
-            import threading
-
-            timer = threading.Timer(self.RETRY_S, os.kill, (os.getpid(), signal.SIGINT))
-            timer.daemon = True
-            timer.start()
+            self._redeliver()
             return
         raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self._redeliver()  # dropped by a C caller: deliver it again, unprinted
+            return
+        self._previous_hook(unraisable)
 
     def __enter__(self) -> _Interrupts:
         try:
             self._previous = signal.signal(signal.SIGINT, self._handle)
         except ValueError:  # not the main thread: keep Python's default
             self._previous = None
+            return self
+        self._previous_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+            sys.unraisablehook = self._previous_hook
 
 
 INTERRUPTED = "interrupted (Ctrl-C) before the command finished. Re-run it to finish."
