@@ -30,6 +30,7 @@ CORE_LAYERS: dict[str, int] = {
     "dropkit._optional": 0,
     "dropkit._io": 0,
     "dropkit._call": 0,
+    "dropkit._moved": 0,
     "dropkit._patch": 0,
     "dropkit.kernels": 1,
     "dropkit.schedules": 1,

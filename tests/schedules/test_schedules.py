@@ -33,7 +33,7 @@ def test_reexported_as_dropkit_schedules() -> None:
 def test_old_module_paths_warn_and_resolve(old: str, name: str, new: str) -> None:
     module = importlib.import_module(old)
     with pytest.warns(
-        DeprecationWarning, match=rf"{old}\.{name} is deprecated; import {name} from {new}"
+        DeprecationWarning, match=rf"{old}\.{name} is deprecated: import {name} from {new}\."
     ):
         value = getattr(module, name)
     assert value is getattr(importlib.import_module(new), name)

@@ -14,7 +14,8 @@ def test_dropkit_modes_names_the_new_path(name: str) -> None:
     modes = importlib.import_module("dropkit.modes")
     with pytest.warns(
         DeprecationWarning,
-        match=rf"dropkit.modes is deprecated: import {name} from dropkit.sites instead",
+        match=rf"^dropkit\.modes\.{name} is deprecated: import {name} from "
+        r"dropkit\.sites\.modes\.$",
     ):
         assert getattr(modes, name) is getattr(sites.modes, name)
     with pytest.raises(AttributeError, match="module 'dropkit.modes' has no attribute 'nope'"):
@@ -34,5 +35,7 @@ def test_dropkit_modes_names_the_new_path(name: str) -> None:
 )
 def test_integration_names_moved_to_the_core(module: str, name: str, home: str) -> None:
     old = importlib.import_module(module)
-    with pytest.warns(DeprecationWarning, match=rf"{module}.{name} is deprecated: use {home}"):
+    with pytest.warns(
+        DeprecationWarning, match=rf"^{module}\.{name} is deprecated: import {name} from {home}\.$"
+    ):
         assert getattr(old, name) is getattr(importlib.import_module(home), name)

@@ -21,9 +21,11 @@ MOVED = {
 
 @pytest.mark.parametrize("name", sorted(MOVED))
 def test_old_name_warns_with_the_new_path(name: str) -> None:
-    new = f"{MOVED[name].__name__}.{name}"
+    new = MOVED[name].__name__
     with pytest.warns(
-        DeprecationWarning, match=rf"^dropkit\.sweep\.{name} is deprecated: it moved to {new}"
+        DeprecationWarning,
+        match=rf"^dropkit\.sweep\.{name} is deprecated: import {name} from {new}\. "
+        r"The UCI benchmark engine is part of dropkit\.bench\.$",
     ):
         value = getattr(dropkit.sweep, name)
     assert value is getattr(MOVED[name], name)

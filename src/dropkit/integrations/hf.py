@@ -9,10 +9,9 @@ here for one release, with a ``DeprecationWarning``. The Trainer callback
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from pathlib import Path
 
+from dropkit._moved import moved_names
 from dropkit._optional import require
 
 # old name here -> its new home (deprecated aliases, one release)
@@ -41,17 +40,13 @@ def minilm_path() -> Path:
     return Path(pkg.get_model_path())
 
 
+_moved = moved_names(__name__, _MOVED)
+
+
 def __getattr__(name: str) -> object:
     # The Trainer callback lives in its own file (it imports transformers).
     if name == "DropoutCallback":
         from dropkit.integrations._hf_callback import DropoutCallback
 
         return DropoutCallback
-    if name in _MOVED:
-        warnings.warn(
-            f"dropkit.integrations.hf.{name} is deprecated: use {_MOVED[name]}.{name}.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'dropkit.integrations.hf' has no attribute {name!r}")
+    return _moved(name)

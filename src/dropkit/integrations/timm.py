@@ -7,8 +7,7 @@ here for one release, with a ``DeprecationWarning``.
 
 from __future__ import annotations
 
-import importlib
-import warnings
+from dropkit._moved import moved_names
 
 _MOVED: dict[str, str] = {
     "timm_module_rate": "dropkit.sites.discover",
@@ -17,12 +16,4 @@ _MOVED: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name in _MOVED:
-        warnings.warn(
-            f"dropkit.integrations.timm.{name} is deprecated: use {_MOVED[name]}.{name}.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'dropkit.integrations.timm' has no attribute {name!r}")
+__getattr__ = moved_names(__name__, _MOVED)

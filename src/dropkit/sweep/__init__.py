@@ -18,8 +18,9 @@ Names are imported lazily (Optuna loads only when used).
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import Any
+
+from dropkit._moved import moved_names
 
 _API = {
     "run_study": "dropkit.sweep.study",
@@ -47,21 +48,15 @@ _MOVED = {
 
 __all__ = sorted(_API)
 
+_moved = moved_names(__name__, _MOVED, note="The UCI benchmark engine is part of dropkit.bench.")
+
 
 def __getattr__(name: str) -> Any:
     if name in _API:
         value = getattr(importlib.import_module(_API[name]), name)
         globals()[name] = value
         return value
-    if name in _MOVED:
-        warnings.warn(
-            f"dropkit.sweep.{name} is deprecated: it moved to {_MOVED[name]}.{name} "
-            "(the UCI benchmark engine is part of dropkit.bench). Import it from there.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'dropkit.sweep' has no attribute {name!r}")
+    return _moved(name)
 
 
 def __dir__() -> list[str]:

@@ -6,23 +6,14 @@
 
 from __future__ import annotations
 
-import importlib
-import warnings
+from dropkit import schedules as _schedules
+from dropkit._moved import moved_names
 
 _NEW = "dropkit.schedules.depth"
+_TABLE = dict.fromkeys(_schedules.depth.__all__, _NEW)
 
-
-def __getattr__(name: str) -> object:
-    module = importlib.import_module(_NEW)
-    if name.startswith("__") or name not in module.__all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{__name__}.{name} is deprecated; import {name} from {_NEW}.",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(module, name)
+__getattr__ = moved_names(__name__, _TABLE)
 
 
 def __dir__() -> list[str]:
-    return list(importlib.import_module(_NEW).__all__)
+    return sorted(_TABLE)
