@@ -79,7 +79,8 @@ class MCMode:
         self._open = True
         with LOCK:
             # Under the lock: another thread's block may be half switched otherwise.
-            selected = select_sites(model, sites, caller)
+            found = static_sites(model)  # one walk serves the selector and the gates
+            selected = select_sites(model, sites, caller, found=found)
             self.enabled: list[DropoutSite] = [s for s in selected if _site_p(s) > 0 and s.gates]
             if not self.enabled:
                 raise RuntimeError(
@@ -87,12 +88,12 @@ class MCMode:
                     f"{len(selected)} selected sites, none stochastic. {_fix_for(model)}"
                 )
             try:
-                self._switch_on(model, eval_others)
+                self._switch_on(model, eval_others, found)
             except BaseException:
                 self.restore()
                 raise
 
-    def _switch_on(self, model: nn.Module, eval_others: bool) -> None:
+    def _switch_on(self, model: nn.Module, eval_others: bool, found: list[DropoutSite]) -> None:
         token = self._token
         chosen = {s.name for s in self.enabled}
         gates: dict[int, nn.Module] = {}
@@ -105,7 +106,7 @@ class MCMode:
                 if (id(site.module), attr) in CLAIMS:
                     self._keys.append(take(token, site.module, attr, original(site.module, attr)))
         # Other rates that a flipped gate reads would start dropping too: zero them.
-        for site in static_sites(model):
+        for site in found:
             if site.name in chosen or site.control == "functional" or not site.gates:
                 continue
             if id(site.gates[0]) in gates and _site_p(site) > 0 and site.module is not None:
