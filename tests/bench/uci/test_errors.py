@@ -62,3 +62,13 @@ def test_mc_regression_lengths() -> None:
         ValueError, match=r"mc_regression: expected one x, y, y_mean, y_std and tau"
     ):
         mc_regression(net, [x, x], [np.zeros(8)], y_mean=[0], y_std=[1], tau=[1], samples=4)
+
+
+def test_default_data_dir_finds_the_shared_folder(
+    monkeypatch: pytest.MonkeyPatch, shared_dir: Path
+) -> None:
+    # the help promises ../shared/data/uci beside a checkout: found from the package's own path
+    monkeypatch.delenv("DROPKIT_UCI_DIR", raising=False)
+    assert bench_uci._default_data_dir() == (shared_dir / "data" / "uci").resolve()
+    monkeypatch.setenv("DROPKIT_UCI_DIR", "/elsewhere/uci")
+    assert bench_uci._default_data_dir() == Path("/elsewhere/uci")

@@ -99,11 +99,19 @@ _WHERE = "bench uci"
 
 
 def _default_data_dir() -> Path | None:
+    """``$DROPKIT_UCI_DIR``, else the nearest ``shared/data/uci`` above this file.
+
+    The search upwards finds the ``shared/`` folder beside a source checkout
+    (``../shared/data/uci``) or inside it, wherever this package sits in it.
+    """
     env = os.environ.get("DROPKIT_UCI_DIR")
     if env:
         return Path(env)
-    guess = Path(__file__).resolve().parents[4] / "shared" / "data" / "uci"
-    return guess if guess.is_dir() else None
+    for parent in Path(__file__).resolve().parents:
+        guess = parent / "shared" / "data" / "uci"
+        if guess.is_dir():
+            return guess
+    return None
 
 
 def _datasets(spec: str) -> list[str]:
