@@ -41,7 +41,11 @@ def same(model: nn.Module, before) -> bool:
 # ---------------------------------------------------------------- conjugate
 
 
-def test_conjugate_linear_regression_predictive(generator):
+SAMPLERS = pytest.mark.parametrize("sampler", ["hmc", "nuts"])
+
+
+@SAMPLERS
+def test_conjugate_linear_regression_predictive(generator, sampler):
     n, noise, prior = 40, 0.5, 1.0
     x = torch.randn(n, 2, generator=generator, dtype=torch.float64)
     y = x @ torch.tensor([1.0, -0.5], dtype=torch.float64) + 0.3
@@ -56,7 +60,8 @@ def test_conjugate_linear_regression_predictive(generator):
         warmup=100,
         chains=2,
         seed=3,
-        max_tree_depth=5,
+        sampler=sampler,
+        max_steps=31,
     )
     hmc.fit(x, y)
     assert same(model, before)
@@ -89,11 +94,14 @@ def test_conjugate_linear_regression_predictive(generator):
     assert res.extras["forward_passes"] == 400 and res.extras["method"] == "hmc"
 
 
-def test_sampled_noise_matches_residual_variance(generator):
+@SAMPLERS
+def test_sampled_noise_matches_residual_variance(generator, sampler):
     n, noise = 200, 0.5
     x = torch.randn(n, 1, generator=generator)
     y = 2 * x[:, 0] + noise * torch.randn(n, generator=generator)
-    hmc = HMC(nn.Linear(1, 1), samples=100, warmup=100, chains=2, seed=1, max_tree_depth=5)
+    hmc = HMC(
+        nn.Linear(1, 1), samples=100, warmup=100, chains=2, seed=1, sampler=sampler, max_steps=31
+    )
     hmc.fit(x, y)
     res = hmc.predict(x[:3])
     # posterior of the noise variance concentrates at the least-squares residual
@@ -123,7 +131,8 @@ class Logistic(nn.Module):
         return torch.stack([torch.zeros_like(z), z], -1)
 
 
-def test_logistic_regression_against_grid(generator):
+@SAMPLERS
+def test_logistic_regression_against_grid(generator, sampler):
     n = 30
     x = torch.randn(n, 2, generator=generator, dtype=torch.float64)
     w_true = torch.tensor([1.5, -1.0], dtype=torch.float64)
@@ -135,7 +144,8 @@ def test_logistic_regression_against_grid(generator):
         warmup=100,
         chains=2,
         seed=0,
-        max_tree_depth=5,
+        sampler=sampler,
+        max_steps=31,
     )
     hmc.fit(x, y)
     # posterior on a 401 x 401 grid over [-6, 6]^2 (the prior N(0, 1) puts < 1e-8 outside)
@@ -260,6 +270,16 @@ def test_argument_errors():
         HMC(m, init=[nn.Linear(3, 1)])
     with pytest.raises(TypeError, match=r"HMC: expected init to be 'model', 'prior' or a list"):
         HMC(m, init=nn.Linear(2, 1))
+    with pytest.raises(ValueError, match=r"HMC: expected sampler to be one of \['hmc', 'nuts'\]"):
+        HMC(m, sampler="mala")
+    with pytest.raises(ValueError, match=r"HMC: expected thin >= 1, but got 0\. Pass an int"):
+        HMC(m, thin=0)
+    with pytest.raises(ValueError, match=r"HMC: expected trajectory_length > 0, but got 0\.0\."):
+        HMC(m, trajectory_length=0.0)
+    with pytest.raises(ValueError, match=r"HMC: expected target_accept in \(0, 1\), but got 1\.0"):
+        HMC(m, target_accept=1.0)
+    with pytest.raises(ValueError, match=r"HMC: expected max_steps >= 1, but got 0"):
+        HMC(m, max_steps=0)
     with pytest.raises(
         RuntimeError,
         match=r"HMC: expected a fitted sampler, but got an unfitted instance\. "
@@ -300,6 +320,31 @@ def test_bad_data_errors_leave_model_unchanged(likelihood, x, y, exc, match, gen
     assert same(model, before)
 
 
+def test_max_tree_depth_is_a_deprecated_spelling_of_max_steps():
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"^HMC: the keyword max_tree_depth= is deprecated; pass max_steps=31 "
+        r"\(= 2\*\*5 - 1\) instead\.$",
+    ):
+        hmc = HMC(nn.Linear(1, 1), max_tree_depth=5)
+    assert hmc.max_steps == 31
+
+
+def test_start_with_infinite_energy_is_refused(generator):
+    model = nn.Linear(1, 1).double()
+    with torch.no_grad():
+        model.weight.fill_(1e200)  # the prior's and the residuals' squares overflow float64
+    before = snapshot(model)
+    x, y = torch.randn(8, 1, generator=generator), torch.randn(8, generator=generator)
+    with pytest.raises(
+        ValueError,
+        match=r"^HMC.fit: expected every chain to start at a finite posterior density, but got "
+        r"energy inf for chain 0\. Start from a trained model",
+    ):
+        HMC(model, noise_std=0.1, samples=5, warmup=5).fit(x.double(), y.double())
+    assert same(model, before)
+
+
 def test_too_large_is_refused_with_numbers(generator):
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
     before = snapshot(model)
@@ -308,7 +353,8 @@ def test_too_large_is_refused_with_numbers(generator):
     with pytest.raises(
         ValueError,
         match=r"expected a model small enough for full-batch HMC.*"
-        r"got 50 parameters on 16 rows: one gradient takes .* ms",
+        r"got 50 parameters on 16 rows: one gradient of 4 chain\(s\) takes .* ms, so 20 "
+        r"iterations x 1023 leapfrog steps could take",
     ):
         hmc.fit(x, y)
     assert set(hmc.estimate) == {"gradient_ms", "worst_case_s", "memory_mb"}
@@ -337,7 +383,7 @@ def test_y_keyword_is_a_deprecated_alias_of_target(generator):
 def test_compare_reports_distance_to_hmc(toy):
     model = toy["model"]
     before = snapshot(model)
-    hmc = HMC(model, "classification", samples=20, warmup=20, chains=2, max_tree_depth=3)
+    hmc = HMC(model, "classification", samples=20, warmup=20, chains=2, max_steps=7)
     with pytest.warns(UserWarning):  # 20 draws of a 160-weight MLP do not converge
         cmp = compare_uncertainty(
             model,

@@ -81,7 +81,7 @@ class HMCDiagnostics:
     """What the sampler did and how far to trust it.
 
     Attributes:
-        chains: Number of chains (run one after another, seeds ``seed + k``).
+        chains: Number of chains.
         samples: Kept draws per chain.
         warmup: Warm-up (adaptation) iterations per chain, discarded.
         parameters: Scalars sampled (network parameters, plus the log noise
@@ -93,10 +93,16 @@ class HMCDiagnostics:
         predictive_ess: ESS over that predictive: ``{"min", "median"}``.
         divergences: Divergent transitions after warm-up, per chain.
         step_size: Adapted leapfrog step size, per chain.
-        gradient_evaluations: Potential-and-gradient evaluations, all chains,
-            warm-up included.
+        gradient_evaluations: Potential-and-gradient evaluations of single
+            chains, warm-up included.
         wall_time_s: Seconds spent sampling, all chains.
         warnings: The warnings issued (empty when every check passed).
+        sampler: ``"hmc"`` (vectorised chains) or ``"nuts"`` (pyro-ppl).
+        thin: One iteration in ``thin`` was kept.
+        accept_rate: Per chain after warm-up: the mean acceptance probability
+            (``"hmc"``) or the fraction of accepted moves (``"nuts"``).
+        mean_steps: Mean leapfrog steps per iteration after warm-up
+            (``"hmc"``; NaN for ``"nuts"``).
     """
 
     chains: int
@@ -112,6 +118,10 @@ class HMCDiagnostics:
     gradient_evaluations: int = 0
     wall_time_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    sampler: str = "hmc"
+    thin: int = 1
+    accept_rate: list[float] = field(default_factory=list)
+    mean_steps: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""

@@ -2,23 +2,29 @@
 
 The posterior ``p(theta | D)`` of every parameter of a small network, with an
 isotropic Gaussian prior ``N(0, prior_std**2)`` and a Gaussian (regression) or
-categorical (classification) likelihood on the whole training set, sampled by
-the No-U-Turn sampler of pyro-ppl (step size and a diagonal mass matrix are
-adapted during warm-up). For regression with ``noise_std=None`` the noise
-precision ``tau`` is sampled too, with a ``Gamma(1, 0.1)`` prior (standardise
-targets first), in log space. The sampler works on a flat float64 copy of the
-parameters and evaluates the model with ``torch.func.functional_call`` in eval
-mode, so the model you pass is never modified. Chains run one after another
-in this process (seeds ``seed + k``), which keeps pyro's multiprocessing out.
-The potential is handed to NUTS directly (``potential_fn``), not compiled:
-pyro's ``jit_compile=True`` traces a pyro model with ``torch.jit.trace``, which
-torch 2.14 deprecates with a ``FutureWarning`` (an error under warnings-as-
-errors), and it was not faster here (BENCHMARKS.md).
+categorical (classification) likelihood on the whole training set
+(:mod:`~dropkit.baselines._hmc_posterior`). For regression with
+``noise_std=None`` the noise precision ``tau`` is sampled too, with a
+``Gamma(1, 0.1)`` prior (standardise targets first), in log space. The sampler
+works on a flat float64 copy of the parameters and evaluates the model with
+``torch.func.functional_call`` in eval mode, so the model you pass is never
+modified.
 
-The predictive is the average over all kept draws (``S = chains x samples``):
-an :class:`MCResult` like every other baseline. Before sampling, one gradient
-evaluation is timed and its memory measured; a model whose worst-case run (every
-NUTS tree at ``max_tree_depth``) exceeds ``max_seconds`` or ``max_memory_mb`` is
+Two engines:
+
+* ``sampler="hmc"`` (default): every chain advances together, one batched
+  gradient call for all of them, with a shared adapted step size, a diagonal
+  metric adapted from the pooled within-chain variance, and a jittered
+  trajectory of ``trajectory_length`` posterior standard deviations
+  (:mod:`~dropkit.baselines._hmc_sampler`). Needs torch only.
+* ``sampler="nuts"``: pyro-ppl's No-U-Turn sampler, one chain after another
+  (:mod:`~dropkit.baselines._hmc_nuts`).
+
+BENCHMARKS.md has the measurement behind the default. The predictive is the
+average over all kept draws (``S = chains x samples``): an :class:`MCResult`
+like every other baseline. Before sampling, one gradient evaluation is timed
+and its memory measured; a model whose worst-case run (every iteration at
+``max_steps`` leapfrog steps) exceeds ``max_seconds`` or ``max_memory_mb`` is
 refused with the numbers.
 
 References:
@@ -32,24 +38,30 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from dropkit._optional import require
 from dropkit._validation import _fail, check_choice, check_int, check_module, renamed_kwargs
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
 from dropkit.baselines._cost import PeakTensorMemory
 from dropkit.baselines._hmc_diagnostics import HMCDiagnostics, summarize_draws
+from dropkit.baselines._hmc_nuts import sample_nuts, tree_depth
+from dropkit.baselines._hmc_posterior import NOISE_PRIOR, Posterior
+from dropkit.baselines._hmc_sampler import ChainRun, sample_chains
 from dropkit.uncertainty.result import MCResult
 
+__all__ = ["HMC", "NOISE_PRIOR"]
+
 LIKELIHOODS = ("regression", "classification")
+SAMPLERS = ("hmc", "nuts")
 INITS = ("model", "prior")
-NOISE_PRIOR = (1.0, 0.1)
-"""Shape and rate of the Gamma prior on the noise precision when it is sampled."""
+#: Draws evaluated together by :meth:`HMC.predict` (one vectorised call each).
+PREDICT_CHUNK = 64
 
 
 def _positive(caller: str, value: Any, name: str, fix: str) -> float:
@@ -61,7 +73,7 @@ def _positive(caller: str, value: Any, name: str, fix: str) -> float:
 
 
 class HMC:
-    """NUTS on all parameters of a small model, predicting an ``MCResult``.
+    """Hamiltonian Monte Carlo on all parameters of a small model, predicting an ``MCResult``.
 
     Args:
         model: The network (its current parameters are the default start of
@@ -71,12 +83,19 @@ class HMC:
         prior_std: Standard deviation of the Gaussian prior on every parameter.
         noise_std: Known regression noise; ``None`` samples the noise precision.
         samples: Kept draws per chain.
-        warmup: Warm-up iterations per chain (discarded).
-        chains: Independent chains, run one after another.
-        seed: Chain ``k`` runs with seed ``seed + k``; torch's global generator
-            is restored afterwards.
-        max_tree_depth: NUTS doubling limit (at most ``2**depth - 1`` leapfrog
-            steps per iteration).
+        warmup: Warm-up (adaptation) iterations per chain, discarded.
+        chains: Independent chains (R-hat compares them: use 4 or more).
+        seed: Seeds the sampler's own generator (``"nuts"``: chain ``k`` runs
+            with torch seed ``seed + k``); torch's global generator is restored.
+        sampler: ``"hmc"`` (all chains vectorised) or ``"nuts"`` (pyro-ppl).
+        thin: Keep one iteration in ``thin`` (``samples * thin`` iterations
+            after warm-up); thinning saves memory and prediction time.
+        trajectory_length: ``"hmc"``: the longest trajectory, in adapted
+            posterior standard deviations (each iteration takes a jittered
+            fraction); longer moves further per draw at more steps.
+        max_steps: Most leapfrog steps in one iteration (``"nuts"``: the tree
+            depth is ``floor(log2(max_steps + 1))``).
+        target_accept: Acceptance probability the step size adapts to.
         init: ``"model"`` (every chain starts at the model's parameters),
             ``"prior"`` (each chain at its own prior draw), or one model per
             chain of the same architecture (e.g. ensemble members).
@@ -84,6 +103,7 @@ class HMC:
         max_memory_mb: Refuse when draws plus one gradient evaluation need more.
         threads: torch intra-op threads while sampling (restored afterwards);
             one suits the small models HMC can afford, ``None`` keeps torch's.
+        max_tree_depth: Deprecated: pass ``max_steps=2**depth - 1``.
 
     Example:
         >>> import torch
@@ -93,15 +113,15 @@ class HMC:
         >>> x = torch.randn(20, 1)
         >>> y = 2 * x[:, 0] + 0.1 * torch.randn(20)
         >>> net = nn.Linear(1, 1)
-        >>> hmc = HMC(net, noise_std=0.1, samples=150, warmup=150, max_tree_depth=5).fit(x, y)
+        >>> hmc = HMC(net, noise_std=0.1, samples=150, warmup=150).fit(x, y)
         >>> res = hmc.predict(torch.tensor([[1.0]]))
         >>> round(float(res.mean[0]), 1), res.extras["forward_passes"]
-        (2.0, 300)
+        (2.0, 600)
         >>> hmc.diagnostics.predictive_rhat["max"] < 1.05
         True
 
     References:
-        Hoffman, Gelman (2014). The No-U-Turn sampler. JMLR.
+        Neal (2011). MCMC using Hamiltonian dynamics. Handbook of MCMC.
         Izmailov et al. (2021). What are Bayesian neural network posteriors
         really like? ICML.
     """
@@ -115,13 +135,18 @@ class HMC:
         noise_std: float | None = None,
         samples: int = 200,
         warmup: int = 200,
-        chains: int = 2,
+        chains: int = 4,
         seed: int = 0,
-        max_tree_depth: int = 8,
+        sampler: str = "hmc",
+        thin: int = 1,
+        trajectory_length: float = 2.0,
+        max_steps: int = 1023,
+        target_accept: float = 0.8,
         init: str | Sequence[nn.Module] = "model",
         max_seconds: float = 21600.0,
         max_memory_mb: float = 4096.0,
         threads: int | None = 1,
+        max_tree_depth: int | None = None,
     ) -> None:
         caller = "HMC"
         self.model = check_module(caller, model)
@@ -138,23 +163,40 @@ class HMC:
                 f"{noise_std!r}. A categorical likelihood has no noise scale; drop noise_std."
             )
         self.samples = check_int(caller, samples, "samples")
-        self.warmup = check_int(caller, warmup, "warmup")
+        self.warmup = check_int(caller, warmup, "warmup", minimum=0)
         self.chains = check_int(caller, chains, "chains")
         self.seed = check_int(caller, seed, "seed", minimum=0)
-        self.max_tree_depth = check_int(caller, max_tree_depth, "max_tree_depth")
+        self.sampler = check_choice(caller, sampler, "sampler", SAMPLERS)
+        self.thin = check_int(caller, thin, "thin")
+        self.trajectory_length = _positive(
+            caller, trajectory_length, "trajectory_length", "Pass e.g. trajectory_length=2.0."
+        )
+        if max_tree_depth is not None:
+            depth = check_int(caller, max_tree_depth, "max_tree_depth")
+            warnings.warn(
+                f"{caller}: the keyword max_tree_depth= is deprecated; pass "
+                f"max_steps={2**depth - 1} (= 2**{depth} - 1) instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            max_steps = 2**depth - 1
+        self.max_steps = check_int(caller, max_steps, "max_steps")
+        if not (isinstance(target_accept, float) and 0.0 < target_accept < 1.0):
+            raise _fail(
+                ValueError, caller, "target_accept in (0, 1)", target_accept, "Pass e.g. 0.8."
+            )
+        self.target_accept = target_accept
         self.max_seconds = _positive(caller, max_seconds, "max_seconds", "Pass seconds.")
         self.max_memory_mb = _positive(caller, max_memory_mb, "max_memory_mb", "Pass MiB.")
         self.threads = None if threads is None else check_int(caller, threads, "threads")
-        self._names = [n for n, _ in model.named_parameters()]
-        self._shapes = [p.shape for _, p in model.named_parameters()]
-        self._sizes = [p.numel() for _, p in model.named_parameters()]
-        if not self._names:
+        self.posterior = Posterior(model, self.likelihood, self.prior_std, self.noise_std)
+        if not self.posterior.names:
             raise ValueError(
                 f"{caller}: expected a model with parameters, but got {type(model).__name__} "
                 "with none. Sample a model that has weights."
             )
         self._init = self._check_init(init)
-        self.num_parameters = sum(self._sizes)
+        self.num_parameters = self.posterior.num_parameters
         self._draws: torch.Tensor | None = None
         self.diagnostics: HMCDiagnostics | None = None
         self.fit_time_s: float | None = None
@@ -172,29 +214,15 @@ class HMC:
         for m in init:
             check_module("HMC", m, "init[i]")
             shapes = [p.shape for p in m.parameters()]
-            if shapes != self._shapes:
+            if shapes != self.posterior.shapes:
                 raise ValueError(
-                    f"HMC: expected init models with parameter shapes {self._shapes}, but got "
-                    f"{shapes}. Pass models of the sampled model's architecture."
+                    f"HMC: expected init models with parameter shapes {self.posterior.shapes}, "
+                    f"but got {shapes}. Pass models of the sampled model's architecture."
                 )
-            flats.append(self._flatten(m))
+            flats.append(Posterior.flatten(m))
         return flats
 
-    @staticmethod
-    def _flatten(model: nn.Module) -> torch.Tensor:
-        return torch.cat([p.detach().reshape(-1).double() for p in model.parameters()])
-
-    def _unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        parts = torch.split(theta[: self.num_parameters], self._sizes)
-        out = {n: t.view(s) for n, t, s in zip(self._names, parts, self._shapes)}
-        for name, buf in self.model.named_buffers():
-            out[name] = buf.double() if buf.is_floating_point() else buf
-        return out
-
-    def _forward(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.model, self._unflatten(theta), (x,))
-
-    # ------------------------------------------------------------------ fit
+    # ------------------------------------------------------------------ data
     def _targets(self, caller: str, x: torch.Tensor, y: Any, out: torch.Tensor) -> torch.Tensor:
         if not isinstance(y, torch.Tensor):
             raise TypeError(
@@ -234,49 +262,72 @@ class HMC:
             )
         return y
 
-    def _potential(self, x: torch.Tensor, y: torch.Tensor, counter: list[int]) -> Any:
-        var = self.prior_std**2
-        a, b = NOISE_PRIOR
-        n_out = y.numel()
-        sample_noise = self.likelihood == "regression" and self.noise_std is None
+    def _bind(self, caller: str, x: Any, target: Any) -> None:
+        """Check and attach the training data (under eval mode, no grad for the probe)."""
+        check_inputs(caller, x)
+        x = x.detach().double()
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"{caller}: expected finite x, but got {int((~torch.isfinite(x)).sum())} "
+                "non-finite values. Drop or impute those rows."
+            )
+        self._n = int(x.shape[0])
+        with torch.no_grad():
+            out = self.posterior.outputs(Posterior.flatten(self.model)[None], x)[0]
+        self.posterior.bind(x, self._targets(caller, x, target, out))
 
-        def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
-            counter[0] += 1
-            theta = params["theta"]
-            w = theta[: self.num_parameters]
-            energy = 0.5 * (w * w).sum() / var
-            f = self._forward(theta, x)
-            if self.likelihood == "classification":
-                return energy + torch.nn.functional.cross_entropy(f, y, reduction="sum")
-            sq = ((y - f) ** 2).sum()
-            if sample_noise:
-                log_tau = theta[-1]
-                # Gamma(a, b) on tau, in log space (the Jacobian adds log_tau).
-                return (
-                    energy
-                    + 0.5 * log_tau.exp() * sq
-                    - 0.5 * n_out * log_tau
-                    - a * log_tau
-                    + b * log_tau.exp()
+    def _starts(self, gen: torch.Generator) -> torch.Tensor:
+        """One start per chain ``(K, Q)``."""
+        rows = []
+        for k in range(self.chains):
+            if isinstance(self._init, list):
+                flat = self._init[k % len(self._init)].clone()
+            elif self._init == "prior":
+                flat = self.prior_std * torch.randn(
+                    self.num_parameters, generator=gen, dtype=torch.float64
                 )
-            assert self.noise_std is not None
-            return energy + 0.5 * sq / self.noise_std**2
+            else:
+                flat = Posterior.flatten(self.model)
+            rows.append(self.posterior.start(flat))
+        return torch.stack(rows)
 
-        return potential
+    # ------------------------------------------------------------------ cost
+    def _check_budget(self, caller: str, theta: torch.Tensor, refuse: bool = True) -> None:
+        batch = theta if self.sampler == "hmc" else theta[:1]
+        self.posterior.energy_and_grad(batch)  # warm-up: lazy init, allocator
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            self.posterior.energy_and_grad(batch)
+            times.append(time.perf_counter() - start)
+        with PeakTensorMemory() as tracker:
+            self.posterior.energy_and_grad(batch)
+        t_grad = min(times)  # the least disturbed by other processes
+        steps = self.max_steps if self.sampler == "hmc" else 2 ** tree_depth(self.max_steps) - 1
+        iters = (self.warmup + self.samples * self.thin) * (
+            1 if self.sampler == "hmc" else self.chains
+        )
+        worst = iters * steps * t_grad
+        draws_mb = self.chains * self.samples * theta.shape[1] * 8 / 2**20
+        memory = tracker.peak_bytes / 2**20 + draws_mb
+        self.estimate = {"gradient_ms": t_grad * 1e3, "worst_case_s": worst, "memory_mb": memory}
+        if refuse and (worst > self.max_seconds or memory > self.max_memory_mb):
+            unit = f"{batch.shape[0]} chain(s)"
+            raise ValueError(
+                f"{caller}: expected a model small enough for full-batch HMC (worst case "
+                f"<= {self.max_seconds:.0f} s and <= {self.max_memory_mb:.0f} MiB), but got "
+                f"{theta.shape[1]} parameters on {self._n} rows: one gradient of {unit} takes "
+                f"{t_grad * 1e3:.2f} ms, so {iters} iterations x {steps} leapfrog steps could "
+                f"take {worst:.0f} s, and the draws plus one gradient need {memory:.1f} MiB. "
+                "Use a smaller model or fewer rows, lower samples, warmup, chains or "
+                "max_steps, or raise max_seconds / max_memory_mb."
+            )
 
-    def _start(self, k: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if isinstance(self._init, list):
-            theta = self._init[k % len(self._init)].clone()
-        elif self._init == "prior":
-            theta = self.prior_std * torch.randn(self.num_parameters, dtype=torch.float64)
-        else:
-            theta = self._flatten(self.model)
-        if self.likelihood == "regression" and self.noise_std is None:
-            with torch.no_grad():
-                resid = float(((y - self._forward(theta, x)) ** 2).mean())
-            tau0 = 1.0 / min(max(resid, 1e-4), 1e4)
-            theta = torch.cat([theta, theta.new_tensor([math.log(tau0)])])
-        return theta
+    def _threads(self) -> Any:
+        threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        return threads
 
     @renamed_kwargs(y="target")
     def estimate_cost(self, x: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -290,64 +341,23 @@ class HMC:
             - x: ``(N, ...)``.
 
         Returns:
-            ``gradient_ms``, ``worst_case_s`` (every NUTS tree at
-            ``max_tree_depth``) and ``memory_mb`` (draws plus one gradient).
+            ``gradient_ms`` (one call: all chains for ``"hmc"``, one for
+            ``"nuts"``), ``worst_case_s`` (every iteration at ``max_steps``)
+            and ``memory_mb`` (draws plus one gradient).
         """
         caller = "HMC.estimate_cost"
         require("pyro.infer.mcmc", "bayes", caller)
-        check_inputs(caller, x)
-        x = x.detach().double()
-        self._n = int(x.shape[0])
-        threads = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
+        threads = self._threads()
         try:
-            with eval_mode(self.model), torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                with torch.no_grad():
-                    out = self._forward(self._flatten(self.model), x)
-                y_ = self._targets(caller, x, target, out)
-                potential = self._potential(x, y_, [0])
-                self._check_budget(caller, potential, self._start(0, x, y_), refuse=False)
+            with eval_mode(self.model):
+                self._bind(caller, x, target)
+                gen = torch.Generator().manual_seed(self.seed)
+                self._check_budget(caller, self._starts(gen), refuse=False)
         finally:
             torch.set_num_threads(threads)
         return dict(self.estimate)
 
-    def _check_budget(
-        self, caller: str, potential: Any, theta: torch.Tensor, refuse: bool = True
-    ) -> None:
-        from pyro.ops.integrator import potential_grad
-
-        z = {"theta": theta}
-        potential_grad(potential, z)  # warm-up: lazy init, allocator
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            potential_grad(potential, z)
-            times.append(time.perf_counter() - start)
-        with PeakTensorMemory() as tracker:
-            potential_grad(potential, z)
-        t_grad = min(times)  # the least disturbed by other processes
-        iters = self.chains * (self.warmup + self.samples)
-        worst = iters * (2**self.max_tree_depth - 1) * t_grad
-        draws_mb = self.chains * self.samples * theta.numel() * 8 / 2**20
-        memory = tracker.peak_bytes / 2**20 + draws_mb
-        self.estimate = {
-            "gradient_ms": t_grad * 1e3,
-            "worst_case_s": worst,
-            "memory_mb": memory,
-        }
-        if refuse and (worst > self.max_seconds or memory > self.max_memory_mb):
-            raise ValueError(
-                f"{caller}: expected a model small enough for full-batch HMC (worst case "
-                f"<= {self.max_seconds:.0f} s and <= {self.max_memory_mb:.0f} MiB), but got "
-                f"{theta.numel()} parameters on {self._n} rows: one gradient takes "
-                f"{t_grad * 1e3:.2f} ms, so {iters} iterations x {2**self.max_tree_depth - 1} "
-                f"leapfrog steps could take {worst:.0f} s, and the draws plus one gradient need "
-                f"{memory:.1f} MiB. Use a smaller model or fewer rows, lower samples, warmup, "
-                "chains or max_tree_depth, or raise max_seconds / max_memory_mb."
-            )
-
+    # ------------------------------------------------------------------ fit
     @renamed_kwargs(y="target")
     def fit(self, x: torch.Tensor, target: torch.Tensor) -> HMC:
         """Sample the posterior given the full training set.
@@ -368,60 +378,65 @@ class HMC:
         Raises:
             TypeError: If ``x`` or ``target`` is not a tensor.
             ValueError: On non-finite data, a wrong ``target`` shape, labels out of
-                range, or a model too large for the budget.
+                range, a start with non-finite energy, or a model too large for
+                the budget.
         """
         caller = "HMC.fit"
         pyro_mcmc = require("pyro.infer.mcmc", "bayes", caller)
-        check_inputs(caller, x)
-        x = x.detach().double()
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"{caller}: expected finite x, but got {int((~torch.isfinite(x)).sum())} "
-                "non-finite values. Drop or impute those rows."
-            )
-        self._n = int(x.shape[0])
-        threads = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
+        threads = self._threads()
         try:
-            self._sample(caller, pyro_mcmc, x, target)
+            with eval_mode(self.model), torch.random.fork_rng(devices=[]):
+                self._bind(caller, x, target)
+                gen = torch.Generator().manual_seed(self.seed)
+                theta0 = self._starts(gen)
+                energy = self.posterior.energy_and_grad(theta0)[0]
+                if not bool(torch.isfinite(energy).all()):
+                    bad = int((~torch.isfinite(energy)).nonzero()[0])
+                    raise ValueError(
+                        f"{caller}: expected every chain to start at a finite posterior "
+                        f"density, but got energy {float(energy[bad])!r} for chain {bad}. "
+                        "Start from a trained model (init='model' or a list of models)."
+                    )
+                self._check_budget(caller, theta0)
+                start = time.perf_counter()
+                run = self._run(pyro_mcmc, theta0, gen)
+                wall = time.perf_counter() - start
         finally:
             torch.set_num_threads(threads)
+        self._record(caller, run, wall)
         return self
 
-    def _sample(self, caller: str, pyro_mcmc: Any, x: torch.Tensor, y: Any) -> None:
-        with eval_mode(self.model):
-            first = self._flatten(self.model)
-            with torch.no_grad():
-                out = self._forward(first, x)
-            y_ = self._targets(caller, x, y, out)
-            counter = [0]
-            potential = self._potential(x, y_, counter)
-            draws, steps, divergences = [], [], []
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                self._check_budget(caller, potential, self._start(0, x, y_))
-                counter[0] = 0
-                start = time.perf_counter()
-                for k in range(self.chains):
-                    torch.manual_seed(self.seed + k)
-                    theta0 = self._start(k, x, y_)
-                    kernel = pyro_mcmc.NUTS(
-                        potential_fn=potential, max_tree_depth=self.max_tree_depth
-                    )
-                    mcmc = pyro_mcmc.MCMC(
-                        kernel,
-                        num_samples=self.samples,
-                        warmup_steps=self.warmup,
-                        initial_params={"theta": theta0},
-                        disable_progbar=True,
-                    )
-                    mcmc.run()
-                    draws.append(mcmc.get_samples()["theta"].detach().double())
-                    steps.append(float(kernel.step_size))
-                    divergences.append(len(mcmc.diagnostics()["divergences"]["chain 0"]))
-                wall = time.perf_counter() - start
-        self._draws = torch.stack(draws)  # (K, S, P)
+    def _run(self, pyro_mcmc: Any, theta0: torch.Tensor, gen: torch.Generator) -> ChainRun:
+        if self.sampler == "nuts":
+            return sample_nuts(
+                pyro_mcmc,
+                self.posterior.energy,
+                list(theta0),
+                warmup=self.warmup,
+                samples=self.samples,
+                thin=self.thin,
+                seed=self.seed,
+                max_steps=self.max_steps,
+                target_accept=self.target_accept,
+            )
+        scale = torch.full((self.posterior.dim,), self.prior_std**2, dtype=torch.float64)
+        if self.posterior.samples_noise:
+            scale[-1] = 1.0  # log tau: unit scale until adapted
+        return sample_chains(
+            self.posterior.energy_and_grad,
+            theta0,
+            warmup=self.warmup,
+            samples=self.samples,
+            generator=gen,
+            thin=self.thin,
+            trajectory_length=self.trajectory_length,
+            max_steps=self.max_steps,
+            target_accept=self.target_accept,
+            inverse_mass=scale,
+        )
+
+    def _record(self, caller: str, run: ChainRun, wall: float) -> None:
+        self._draws = run.draws  # (K, S, Q)
         rhat, ess = summarize_draws(self._draws)
         self.diagnostics = HMCDiagnostics(
             chains=self.chains,
@@ -430,10 +445,14 @@ class HMC:
             parameters=int(self._draws.shape[-1]),
             rhat=rhat,
             ess=ess,
-            divergences=divergences,
-            step_size=steps,
-            gradient_evaluations=counter[0],
+            divergences=run.divergences,
+            step_size=run.step_size,
+            gradient_evaluations=run.gradient_evaluations,
             wall_time_s=wall,
+            sampler=self.sampler,
+            thin=self.thin,
+            accept_rate=run.accept_rate,
+            mean_steps=run.mean_steps,
         )
         self.fit_time_s = wall
         self.diagnostics.check(caller, "parameters", rhat, ess, stacklevel=4)  # via fit
@@ -452,12 +471,7 @@ class HMC:
     @property
     def noise_var(self) -> torch.Tensor | None:
         """Noise variance per draw ``(chains * samples,)``; ``None`` for classification."""
-        if self.likelihood == "classification":
-            return None
-        flat = self.draws.reshape(-1, self.draws.shape[-1])
-        if self.noise_std is not None:
-            return torch.full((flat.shape[0],), self.noise_std**2, dtype=torch.float64)
-        return torch.exp(-flat[:, -1])
+        return self.posterior.noise_var(self.draws.reshape(-1, self.draws.shape[-1]))
 
     @renamed_kwargs(targets="target")
     def predict(
@@ -480,7 +494,7 @@ class HMC:
         Args:
             x: Inputs ``(N, ...)``.
             target: Regression targets for ``log_likelihood``.
-            batch_size: Chunk size of the forward passes.
+            batch_size: Rows per forward call.
             keep_samples: Store the ``(S, N, ...)`` per-draw outputs.
 
         Shape:
@@ -498,18 +512,21 @@ class HMC:
         bs = check_batch_size(caller, batch_size) or x.shape[0]
         x = x.detach().double()
         flat = draws.reshape(-1, draws.shape[-1])
-        outs = []
+        rows = []
         with eval_mode(self.model), torch.no_grad():
-            for theta in flat:
-                parts = [self._forward(theta, x[i : i + bs]) for i in range(0, x.shape[0], bs)]
-                out = torch.cat(parts)
-                outs.append(torch.softmax(out, -1) if self.likelihood == "classification" else out)
-        stacked = torch.stack(outs)  # (S, N, ...)
+            for i in range(0, x.shape[0], bs):
+                chunks = [
+                    self.posterior.outputs(flat[j : j + PREDICT_CHUNK], x[i : i + bs])
+                    for j in range(0, flat.shape[0], PREDICT_CHUNK)
+                ]
+                rows.append(torch.cat(chunks))  # (S, n, ...)
+        stacked = torch.cat(rows, 1)  # (S, N, ...)
         if self.likelihood == "classification":
+            stacked = torch.softmax(stacked, -1)
             result = MCResult.from_samples(stacked, keep_samples=keep_samples)
         else:
             nv = self.noise_var
-            assert nv is not None
+            assert nv is not None  # regression always has a noise variance
             noise = nv.view(-1, *([1] * (stacked.dim() - 1))).expand_as(stacked)
             result = MCResult.from_samples(
                 stacked,
@@ -520,7 +537,7 @@ class HMC:
             )
         k = draws.shape[0]
         rhat, ess = summarize_draws(stacked.reshape(k, -1, *stacked.shape[1:]))
-        assert self.diagnostics is not None
+        assert self.diagnostics is not None  # set with the draws
         self.diagnostics.predictive_rhat, self.diagnostics.predictive_ess = rhat, ess
         self.diagnostics.check(caller, "predictive", rhat, ess)
         result.extras.update(method="hmc", forward_passes=int(flat.shape[0]), chains=k)

@@ -171,7 +171,7 @@ def demo_block(
 
     One gradient evaluation of the full-batch posterior is timed
     (:meth:`dropkit.baselines.HMC.estimate_cost`); when the worst case (every
-    NUTS tree at full depth) fits the budget, HMC runs and the softmax and MC
+    iteration at ``max_steps`` leapfrog steps) fits the budget, HMC runs and the softmax and MC
     dropout predictives of ``model`` are measured against it; otherwise the
     block records the estimate and the command that runs the benchmark.
 
@@ -183,7 +183,7 @@ def demo_block(
         mc_samples: MC-dropout passes.
         seed: Seed of HMC and the dropout masks.
         **hmc_options: Passed to :class:`~dropkit.baselines.HMC` (``samples``,
-            ``warmup``, ``chains``, ``max_tree_depth``, ...).
+            ``warmup``, ``chains``, ``max_steps``, ...).
 
     Returns:
         A ``bayes`` block (see the module docstring).
