@@ -16,19 +16,31 @@ from dropkit.report.render import render_html
 pytest.importorskip("pyro")
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory, shared_dir):
-    out = tmp_path_factory.mktemp("bayes") / "bayes.json"
-    uci = shared_dir / "data" / "uci"
-    if not (uci / "yacht").is_dir():  # the shared data is part of the test setup: fail, never skip
-        pytest.fail(f"UCI yacht data not found under {uci}; set DROPKIT_SHARED")
+def run_quick(out, uci, *extra: str) -> int:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # 20-draw chains do not converge
-        code = bench.main(
-            ["--quick", "--data-dir", str(uci), "--datasets", "yacht,digits", "--out", str(out)]
-        )
-    assert code == 0
-    return json.loads(out.read_text())
+        # 20-draw chains do not converge: HMC's own R-hat / ESS warnings, nothing else
+        warnings.filterwarnings("ignore", r"HMC\.(fit|predict): expected", UserWarning)
+        return bench.main(["--quick", "--data-dir", str(uci), "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def uci(shared_dir):
+    path = shared_dir / "data" / "uci"
+    if not (path / "yacht").is_dir():  # the shared data is part of the test setup: fail, never skip
+        pytest.fail(f"UCI yacht data not found under {path}; set DROPKIT_SHARED")
+    return path
+
+
+@pytest.fixture(scope="module")
+def quick_path(tmp_path_factory, uci):
+    out = tmp_path_factory.mktemp("bayes") / "bayes.json"
+    assert run_quick(out, uci, "--datasets", "yacht,digits") == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick(quick_path):
+    return json.loads(quick_path.read_text())
 
 
 def test_quick_bench_tables(quick):
@@ -42,14 +54,40 @@ def test_quick_bench_tables(quick):
     rec = yacht["per_split"][0]["methods"]
     best = min((m for m in rec if m != "hmc"), key=lambda m: rec[m]["w2_to_hmc"])
     assert yacht["closest"]["method"] == best
-    assert rec["hmc"]["passes"] == 2 * bench.QUICK["samples"]
-    assert rec["hmc"]["diagnostics"]["chains"] == 2
+    assert rec["hmc"]["passes"] == bench.QUICK["chains"] * bench.QUICK["samples"]
+    assert rec["hmc"]["diagnostics"]["chains"] == bench.QUICK["chains"]
+    assert rec["hmc"]["diagnostics"]["sampler"] == "hmc"
     digits = quick["datasets"]["digits"]["per_split"][0]["methods"]
     assert digits["hmc"]["agreement_to_hmc"] == 1.0 and digits["hmc"]["tv_to_hmc"] == 0.0
     assert {"softmax", "softmax+ts", "mc_dropout", "mc_dropout+ts", "ensemble", "laplace"} <= set(
         digits
     )
     assert all(0.0 <= m["tv_to_hmc"] <= 1.0 for m in digits.values())
+
+
+def test_rerun_resumes_and_refuses_other_settings(quick_path, uci, tmp_path, capsys):
+    out = tmp_path / "bayes.json"
+    out.write_bytes(quick_path.read_bytes())
+    first = json.loads(out.read_text())
+    # the same command again: every split is already there, nothing is recomputed
+    assert run_quick(out, uci, "--datasets", "yacht,digits") == 0
+    assert "[yacht] resuming: 1 split(s) already in" in capsys.readouterr().out
+    assert json.loads(out.read_text())["datasets"] == first["datasets"]
+    # one more split: split 0 kept as it was, split 1 added
+    assert run_quick(out, uci, "--datasets", "yacht", "--splits", "2") == 0
+    again = json.loads(out.read_text())["datasets"]
+    assert again["yacht"]["per_split"][0] == first["datasets"]["yacht"]["per_split"][0]
+    assert [r["split"] for r in again["yacht"]["per_split"]] == [0, 1]
+    assert again["digits"] == first["datasets"]["digits"]  # a dataset not run stays
+    # other settings would mix two runs in one table: refused, the file untouched
+    saved = out.read_bytes()
+    with pytest.raises(ValueError, match=r"^bench bayes: expected --out to hold a run with the s"):
+        run_quick(out, uci, "--datasets", "yacht", "--samples", "21")
+    assert out.read_bytes() == saved
+    out.write_text("{not json")
+    with pytest.raises(ValueError, match=r"cannot be read as JSON .*Pass another --out\.$"):
+        run_quick(out, uci, "--datasets", "yacht")
+    assert out.read_text() == "{not json"
 
 
 def test_bench_argument_errors(tmp_path):
@@ -136,7 +174,7 @@ def test_demo_block_refuses_over_budget_and_runs_within(generator):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # convergence is not the point
         ran = section.demo_block(
-            model, (x, y), x[:10], budget_s=1e9, mc_samples=4, samples=5, warmup=5, max_tree_depth=3
+            model, (x, y), x[:10], budget_s=1e9, mc_samples=4, samples=5, warmup=5, max_steps=7
         )
     assert ran["ran"] is True and [r["name"] for r in ran["distances"]] == ["softmax", "MC dropout"]
     section.validate(ran)

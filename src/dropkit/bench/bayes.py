@@ -13,7 +13,9 @@ training rows, the same one-hidden-layer ReLU network with the dataset's
 ``laplace`` (exact last-layer Gaussian posterior of ensemble member 0 under
 HMC's prior, which is what a Laplace approximation is for a linear last layer
 and Gaussian noise), ``hmc`` (prior N(0, 1) on every weight, noise precision
-sampled with a Gamma(1, 0.1) prior, chains started at ensemble members 0 and 1).
+sampled with a Gamma(1, 0.1) prior; ``--chains`` vectorised chains of
+:class:`~dropkit.baselines.HMC`, each started at its own independently trained
+network, the first five being the ensemble's members).
 Every network trains with Adam (lr 0.01, weight decay 1e-4, full batch,
 ``--steps``). The approximate methods' noise variance is their mean squared
 training residual. Quality: RMSE and Gaussian (moment-matched) test
@@ -35,6 +37,7 @@ References:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -57,18 +60,24 @@ DATASETS = (*SMALL, "digits")
 REG_METHODS = ("mc_dropout", "deterministic", "ensemble", "laplace", "hmc")
 FULL: dict[str, Any] = {
     "steps": 1000,
-    "samples": 200,
-    "warmup": 200,
-    "chains": 2,
-    "depth": 8,
+    "samples": 400,
+    "warmup": 400,
+    "chains": 8,
+    "thin": 1,
+    "trajectory": 2.0,
+    "max_steps": 1023,
+    "sampler": "hmc",
     "mc": 200,
 }
 QUICK: dict[str, Any] = {
     "steps": 60,
     "samples": 20,
     "warmup": 20,
-    "chains": 2,
-    "depth": 3,
+    "chains": 4,
+    "thin": 1,
+    "trajectory": 2.0,
+    "max_steps": 15,
+    "sampler": "hmc",
     "mc": 20,
 }
 MEMBERS = 5
@@ -164,6 +173,10 @@ def _regression_split(data: Any, k: int, cfg: dict[str, Any], seed: int) -> dict
         for m in range(MEMBERS)
     ]
     fit = time.perf_counter() - t0
+    starts = members + [  # one trained start per HMC chain beyond the ensemble's
+        _train(_mlp(d, h, 1, 0.0), x, y, cfg["steps"], seed * 1000 + k + 100 * (m + 1))
+        for m in range(MEMBERS, cfg["chains"])
+    ]
     ens = DeepEnsemble(members)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -178,16 +191,7 @@ def _regression_split(data: Any, k: int, cfg: dict[str, Any], seed: int) -> dict
     wall = time.perf_counter() - t0
     cost = {"fit_s": fit / MEMBERS, "predict_s": wall, "passes": 1, "parameters": _count(mc_net)}
     add("laplace", mean, epi + noise0, cost)
-    hmc = HMC(
-        mc_net,
-        "regression",
-        samples=cfg["samples"],
-        warmup=cfg["warmup"],
-        chains=cfg["chains"],
-        seed=seed * 1000 + k,
-        max_tree_depth=cfg["depth"],
-        init=members[: cfg["chains"]],
-    ).fit(x, y)
+    hmc = _hmc(mc_net, "regression", cfg, seed * 1000 + k, starts[: cfg["chains"]]).fit(x, y)
     t0 = time.perf_counter()
     res = hmc.predict(xt)
     wall = time.perf_counter() - t0
@@ -214,6 +218,23 @@ def _regression_split(data: Any, k: int, cfg: dict[str, Any], seed: int) -> dict
         row.update({kk: v for kk, v in p.items() if kk not in ("mean", "var")})
         out["methods"][name] = row
     return out
+
+
+def _hmc(model: nn.Module, likelihood: str, cfg: dict[str, Any], seed: int, starts: Any) -> HMC:
+    """The HMC reference with the run's settings, its chains started at ``starts``."""
+    return HMC(
+        model,
+        likelihood,
+        samples=cfg["samples"],
+        warmup=cfg["warmup"],
+        chains=cfg["chains"],
+        seed=seed,
+        sampler=cfg["sampler"],
+        thin=cfg["thin"],
+        trajectory_length=float(cfg["trajectory"]),
+        max_steps=cfg["max_steps"],
+        init=starts,
+    )
 
 
 def _count(model: nn.Module) -> int:
@@ -260,16 +281,17 @@ def _digits_split(k: int, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     ]
     # training is part of each method's cost (HMC's is its sampling)
     training = {"ensemble": time.perf_counter() - t0, "hmc": 0.0}
-    hmc = HMC(
-        net,
-        "classification",
-        samples=cfg["samples"],
-        warmup=cfg["warmup"],
-        chains=cfg["chains"],
-        seed=seed * 1000 + k,
-        max_tree_depth=cfg["depth"],
-        init=members[: cfg["chains"]],
-    )
+    starts = members + [  # one trained start per HMC chain beyond the ensemble's
+        _train(
+            _mlp(16, 32, 10, 0.0),
+            d["x_train"],
+            d["y_train"],
+            steps,
+            seed * 1000 + k + 100 * (m + 1),
+        )
+        for m in range(MEMBERS, cfg["chains"])
+    ]
+    hmc = _hmc(net, "classification", cfg, seed * 1000 + k, starts[: cfg["chains"]])
     cmp = compare_uncertainty(
         net,
         (d["x_test"], d["y_test"]),
@@ -307,6 +329,32 @@ def _digits_split(k: int, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     assert hmc.diagnostics is not None
     out["methods"]["hmc"]["diagnostics"] = hmc.diagnostics.to_dict()
     return out
+
+
+def resume(path: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """The datasets already recorded in ``path`` by a run with the same settings.
+
+    A missing file starts afresh; a file from other settings (or not a
+    ``bench bayes`` record) is refused rather than overwritten, since it may
+    hold hours of sampling.
+    """
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{_WHERE}: expected --out to be absent or an earlier bench bayes record, but got "
+            f"{str(path)!r}, which cannot be read as JSON ({err}). Pass another --out."
+        ) from None
+    mine = {key: old.get(key) if isinstance(old, dict) else None for key in header}
+    if mine != header:
+        raise ValueError(
+            f"{_WHERE}: expected --out to hold a run with the same settings to resume, but got "
+            f"{str(path)!r} with {mine}. Pass another --out, or delete it to start over."
+        )
+    datasets = old.get("datasets")
+    return datasets if isinstance(datasets, dict) else {}
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -369,15 +417,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--splits", type=int, default=None, help="first N splits (digits: seeds)")
     parser.add_argument("--seed", type=int, default=0)
-    for flag, what in (
-        ("steps", "training steps of every network"),
-        ("samples", "HMC draws kept per chain"),
-        ("warmup", "HMC warm-up iterations per chain"),
-        ("chains", "HMC chains"),
-        ("depth", "NUTS max tree depth"),
-        ("mc", "MC-dropout passes"),
+    for flag, kind, what in (
+        ("steps", int, "training steps of every network"),
+        ("samples", int, "HMC draws kept per chain"),
+        ("warmup", int, "HMC warm-up iterations per chain"),
+        ("chains", int, "HMC chains"),
+        ("thin", int, "keep one HMC iteration in THIN"),
+        ("trajectory", float, "HMC trajectory length, in posterior standard deviations"),
+        ("max-steps", int, "most leapfrog steps per HMC iteration"),
+        ("mc", int, "MC-dropout passes"),
     ):
-        parser.add_argument(f"--{flag}", type=int, default=None, help=f"{what} (override)")
+        parser.add_argument(f"--{flag}", type=kind, default=None, help=f"{what} (override)")
+    parser.add_argument(
+        "--sampler", choices=("hmc", "nuts"), default=None, help="HMC engine (override)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default out/bayes.json)")
     parser.add_argument(
         "--quick",
@@ -412,27 +465,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{_WHERE}: expected --data-dir or $DROPKIT_UCI_DIR, but got neither. "
             "Pass the folder holding one sub-folder per UCI dataset."
         )
-    results: dict[str, Any] = {}
+    header = {"bench": "bayes", "quick": args.quick, "seed": args.seed, "settings": cfg}
+    results: dict[str, Any] = resume(out_path, header)
     torch.set_num_threads(1)  # tiny networks: one thread avoids spin-waits on a shared machine
 
     def save() -> None:
-        write_record(
-            out_path,
-            {
-                "bench": "bayes",
-                "quick": args.quick,
-                "settings": cfg,
-                "torch": torch.__version__,
-                "datasets": results,
-            },
-        )
+        write_record(out_path, {**header, "torch": torch.__version__, "datasets": results})
 
     for name in names:
         regression = name != "digits"
         data = load_uci(data_dir, name) if regression and data_dir is not None else None
         total = min(n_splits, data.n_splits) if data is not None else n_splits
-        records = []
+        done = {r["split"]: r for r in results.get(name, {}).get("per_split", [])}
+        records = [done[k] for k in range(total) if k in done]
+        if records:
+            print(f"[{name}] resuming: {len(records)} split(s) already in {out_path}", flush=True)
         for k in range(total):
+            if k in done:
+                continue
             t0 = time.perf_counter()
             rec = (
                 _regression_split(data, k, cfg, args.seed)
@@ -440,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
                 else _digits_split(k, cfg, args.seed)
             )
             records.append(rec)
+            records.sort(key=lambda r: r["split"])
             diag = rec["methods"]["hmc"]["diagnostics"]
             print(
                 f"{time.strftime('%H:%M:%S')} [{name}] split {k}: {time.perf_counter() - t0:.0f} s,"
