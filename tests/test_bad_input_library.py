@@ -19,7 +19,6 @@ from torch import nn
 
 import dropkit
 import dropkit.functional as DF
-from _toy_models import make_net, same_state, state
 from dropkit import (
     ConcreteDropout,
     EmbeddingDropout,
@@ -31,6 +30,7 @@ from dropkit import (
     set_dropout,
 )
 from dropkit.uncertainty import _limits
+from tests._toy_models import make_net, same_state, state
 
 
 def mlp() -> nn.Sequential:

@@ -182,7 +182,7 @@ def test_demo_block_refuses_over_budget_and_runs_within(generator):
 
 
 def test_render_html_includes_the_section():
-    from report.conftest import small_metrics
+    from tests.report.conftest import small_metrics
 
     metrics = small_metrics()
     assert "bayes" not in render_html(metrics)

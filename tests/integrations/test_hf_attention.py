@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from _rate_meter import RateMeter
 from dropkit.kernels import draw_seed, effective_p, seeded_dropout
 from dropkit.sites import mc_mode
 from dropkit.swap import fast_dropout
+from tests._rate_meter import RateMeter
 
 transformers = pytest.importorskip("transformers")
 # dropkit's own module: an import bug must fail the suite, not skip it

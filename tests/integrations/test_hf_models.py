@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from _rate_meter import RateMeter, within
 from dropkit.sites import find_dropout, mc_mode, set_dropout
+from tests._rate_meter import RateMeter, within
 
 transformers = pytest.importorskip("transformers")
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from _rate_meter import RateMeter, within
 from dropkit.sites import DropoutActiveWarning, find_dropout, guard, mc_mode, set_dropout
+from tests._rate_meter import RateMeter, within
 
 timm = pytest.importorskip("timm")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from _toy_models import make_net, same_state, state
 from dropkit._validation import check_p
 from dropkit.sites import KINDS, DropoutSite, find_dropout
+from tests._toy_models import make_net, same_state, state
 
 
 def test_finds_modules_attributes_and_kinds() -> None:

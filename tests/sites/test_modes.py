@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from _toy_models import Custom, Gated, make_net, same_state, state
 from dropkit.sites import DropoutActiveWarning, find_dropout, guard, mc_mode, set_dropout
+from tests._toy_models import Custom, Gated, make_net, same_state, state
 
 
 def bn_net() -> nn.Sequential:

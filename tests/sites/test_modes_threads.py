@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from _toy_models import Custom, Gated, make_net, same_state, state
 from dropkit import find_dropout, mc_predict
 from dropkit.sites import DropoutActiveWarning, MCMode, guard, mc_mode
 from dropkit.sites.claims import CLAIMS
+from tests._toy_models import Custom, Gated, make_net, same_state, state
 
 
 def bn_net() -> nn.Sequential:

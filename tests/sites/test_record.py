@@ -9,10 +9,10 @@ import pytest
 from torch import nn
 
 import dropkit
-from _toy_models import make_net
 from dropkit.sites import DropoutChange, DropoutSite, find_dropout, set_dropout
 from dropkit.sites.discover import raw_static_sites, static_sites, with_depth
 from dropkit.sites.record import RawSite
+from tests._toy_models import make_net
 
 
 def test_raw_sites_are_named_records_that_rebuild_the_sites() -> None:

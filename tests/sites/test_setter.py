@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from _toy_models import make_net, same_state, state
 from dropkit import Dropout, GaussianDropout
 from dropkit.sites import DropoutChange, find_dropout, mc_mode, set_dropout
+from tests._toy_models import make_net, same_state, state
 
 
 def test_set_dropout_number_and_sites() -> None:
