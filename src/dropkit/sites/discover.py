@@ -180,6 +180,8 @@ def rate_attributes(module: nn.Module) -> list[str]:
     if module_rate(module) is not None:
         return []
     info = class_info(type(module))
+    if info.has_source and not (info.reads_training and info.attr_reads):
+        return []  # the class's own code decides: it reads no rate gated by its flag
     names = []
     for name, value in vars(module).items():
         if name.startswith("_") or not _DROP_NAME.search(name) or not _is_rate(value):
@@ -218,12 +220,18 @@ _INT = re.compile(r"^\d+$")
 
 def static_sites(model: nn.Module) -> list[DropoutSite]:
     """The sites of ``model`` found by inspection (modules and rate attributes), in module order."""
-    return with_depth(model, raw_static_sites(model))
+    named = list(model.named_modules())  # one walk serves discovery and ordering
+    return with_depth(model, raw_static_sites(model, named), named)
 
 
-def raw_static_sites(model: nn.Module) -> list[RawSite]:
-    """Raw records of the sites found by inspection (see :func:`static_sites`)."""
-    modules = dict(model.named_modules())
+def raw_static_sites(
+    model: nn.Module, named: list[tuple[str, nn.Module]] | None = None
+) -> list[RawSite]:
+    """Raw records of the sites found by inspection (see :func:`static_sites`).
+
+    ``named`` is ``list(model.named_modules())`` when the caller already has it.
+    """
+    modules = dict(model.named_modules() if named is None else named)
     raw: list[RawSite] = []
     for path, module in modules.items():
         rate = module_rate(module)
@@ -263,10 +271,18 @@ def _helpers(site: nn.Module) -> tuple[nn.Module, ...]:
     )
 
 
-def with_depth(model: nn.Module, raw: Iterable[RawSite]) -> list[DropoutSite]:
-    """Sort raw records into module order and give each its block depth."""
-    paths = {id(m): p for p, m in model.named_modules()}
-    order = {p: i for i, (p, _) in enumerate(model.named_modules())}
+def with_depth(
+    model: nn.Module,
+    raw: Iterable[RawSite],
+    named: list[tuple[str, nn.Module]] | None = None,
+) -> list[DropoutSite]:
+    """Sort raw records into module order and give each its block depth.
+
+    ``named`` is ``list(model.named_modules())`` when the caller already has it.
+    """
+    named = list(model.named_modules()) if named is None else named
+    paths = {id(m): p for p, m in named}
+    order = {p: i for i, (p, _) in enumerate(named)}
     rows = sorted(raw, key=lambda r: order.get(r.path, len(order)))
     blocks: list[str] = []
     for row in rows:
