@@ -125,3 +125,35 @@ def test_bad_seeds_and_cases_are_one_line_errors(capsys):
     assert "bench mc: expected --seeds to be an integer >= 1, but got 0" in capsys.readouterr().err
     assert cli_main(["bench", "mc", "--frontier", "--cases", "resnet"]) == 2
     assert "bench mc --frontier: expected cases among" in capsys.readouterr().err
+    assert cli_main(["bench", "mc", "--frontier", "--quick", "--repeats", "0"]) == 2
+    assert "bench mc: expected --repeats to be an integer >= 1, but got 0" in (
+        capsys.readouterr().err
+    )
+
+
+def test_every_row_is_timed_as_its_fastest_round(monkeypatch):
+    from dropkit.bench import frontier
+    from dropkit.bench._frontier_cases import digits_case
+
+    case = digits_case(0, dict(frontier.QUICK))
+    calls: list[str] = []
+    # seconds per round: the forward's fastest is 2 (median 4, first 5), every row's
+    # fastest is 3 (median 8, first 3): only fastest / fastest gives 1.5
+    fake = {"forward": [5.0, 2.0, 4.0], "row": [3.0, 9.0, 8.0]}
+
+    def timed(fn, *args, **kwargs):
+        name = kwargs.get("sites", "forward")
+        calls.append(name)
+        value = fn(*args, **kwargs)
+        rounds = fake["forward" if name == "forward" else "row"]
+        return value, rounds[(calls.count(name) - 1) % 3]
+
+    monkeypatch.setattr(frontier, "_timed", timed)
+    out = frontier.run_seed(case, 0, 4, [], repeats=3)
+    rows = [r[1] for r in case.rows]
+    # rounds interleave: the forward, then every row, three times per batch
+    per_batch = ["forward", *rows] * 3
+    assert calls == per_batch * (len(case.test) + len(case.shifted))
+    assert out["softmax"]["cost_x"] == 1.0 and out["softmax"]["ms"] == 2000.0
+    for name, _sites, _k in case.rows:
+        assert out[name]["cost_x"] == 1.5 and out[name]["ms"] == 3000.0

@@ -22,10 +22,11 @@ sites: on a plain module ``"head"`` has no split and would run the whole model
 ``sites=None``: every site, the embeddings' dropout included), with ``T``
 samples, per seed:
 
-* **cost**: the wall time of one :func:`~dropkit.mc_predict` call on one batch
-  over one deterministic forward of the same batch, timed interleaved batch by
-  batch (a load spike hits every row), median over the batches; also the
-  median milliseconds per batch, and ``block_rows``: rows through the blocks
+* **cost**: the fastest of ``repeats`` :func:`~dropkit.mc_predict` calls on one
+  batch over the fastest of ``repeats`` deterministic forwards of the same
+  batch, every row timed once per round, rounds interleaved batch by batch (a
+  load spike hits every row alike), median over the batches; also the median
+  milliseconds per batch, and ``block_rows``: rows through the blocks
   per input and block, counted exactly (``(L - k + k T) / L`` when the first
   ``L - k`` blocks run once), a machine-independent cost;
 * **quality**: OOD AUROC of the mutual information (in-distribution test
@@ -76,6 +77,7 @@ from dropkit.uncertainty import mc_predict
 FULL: dict[str, Any] = {
     "seeds": 5,
     "samples": 20,
+    "repeats": 3,
     "batch": 32,
     "text_train": 384,
     "text_test": 32,
@@ -90,6 +92,7 @@ QUICK: dict[str, Any] = {
     **FULL,
     "seeds": 1,
     "samples": 4,
+    "repeats": 1,
     "batch": 8,
     "text_train": 16,
     "text_test": 8,
@@ -163,8 +166,16 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((ra * rb).sum()) / denom if denom > 0 else float("nan")
 
 
-def run_seed(case: Case, seed: int, samples: int, peers: list[_peers.Peer]) -> dict[str, Any]:
-    """Every row of ``case`` for one seed: cost per batch, then quality on all batches."""
+def run_seed(
+    case: Case, seed: int, samples: int, peers: list[_peers.Peer], repeats: int = 1
+) -> dict[str, Any]:
+    """Every row of ``case`` for one seed: cost per batch, then quality on all batches.
+
+    Per batch, ``repeats`` rounds each time every row once, the deterministic
+    forward first; a row's cost is its fastest call over the fastest forward.
+    Every row, the unit included, is timed the same way, so a load spike
+    neither favours nor penalises one of them.
+    """
     names = ["softmax", *(r[0] for r in case.rows), *(p.name for p in peers)]
     probs: dict[str, list[torch.Tensor]] = {k: [] for k in names}
     mi: dict[str, list[torch.Tensor]] = {k: [] for k in names}
@@ -176,39 +187,39 @@ def run_seed(case: Case, seed: int, samples: int, peers: list[_peers.Peer]) -> d
     for peer, model in wrapped:  # untimed first call, as warm_up gives dropkit's rows
         peer.predict(model, case.packed(batches[0]))
     for inputs in batches:
-        with torch.no_grad():
-            raw, t_det = _timed(call_model, case.model, inputs)
-        det = torch.softmax(_logits(raw), -1)
-        probs["softmax"].append(det)
-        mi["softmax"].append(-(det * det.clamp_min(1e-12).log()).sum(-1))
-        ratio["softmax"].append(1.0)
-        ms["softmax"].append(t_det * 1e3)
-        for name, sites, _k in case.rows:
-            res, t = _timed(
-                mc_predict, case.model, inputs, samples=samples, sites=sites, seed=seed,
-                progress=False,
-            )  # fmt: skip
-            probs[name].append(res.mean)
-            mi[name].append(_mi(res))
-            ratio[name].append(t / t_det)
-            ms[name].append(t * 1e3)
-        for peer, model in wrapped:
-            packed = case.packed(inputs)
-            sample_probs, t = _timed(peer.predict, model, packed)
-            mean = sample_probs.mean(0)
-            ent = -(mean * mean.clamp_min(1e-12).log()).sum(-1)
-            expected = -(sample_probs * sample_probs.clamp_min(1e-12).log()).sum(-1).mean(0)
-            probs[peer.name].append(mean)
-            mi[peer.name].append(ent - expected)
-            ratio[peer.name].append(t / t_det)
-            ms[peer.name].append(t * 1e3)
+        times: dict[str, list[float]] = {k: [] for k in names}
+        for rep in range(repeats):
+            with torch.no_grad():
+                raw, t = _timed(call_model, case.model, inputs)
+            times["softmax"].append(t)
+            if rep == 0:
+                det = torch.softmax(_logits(raw), -1)
+                probs["softmax"].append(det)
+                mi["softmax"].append(-(det * det.clamp_min(1e-12).log()).sum(-1))
+            for name, sites, _k in case.rows:
+                res, t = _timed(
+                    mc_predict, case.model, inputs, samples=samples, sites=sites, seed=seed,
+                    progress=False,
+                )  # fmt: skip
+                times[name].append(t)
+                if rep == 0:  # the same seed gives the same masks in every round
+                    probs[name].append(res.mean)
+                    mi[name].append(_mi(res))
+            for peer, model in wrapped:
+                sample_probs, t = _timed(peer.predict, model, case.packed(inputs))
+                times[peer.name].append(t)
+                if rep == 0:
+                    mean = sample_probs.mean(0)
+                    ent = -(mean * mean.clamp_min(1e-12).log()).sum(-1)
+                    expected = -(sample_probs * sample_probs.clamp_min(1e-12).log()).sum(-1)
+                    probs[peer.name].append(mean)
+                    mi[peer.name].append(ent - expected.mean(0))
         full = mc_predict(case.model, inputs, samples=samples, seed=seed + 10_000, progress=False)
         ref.append(_mi(full))
-        with torch.no_grad():  # the forward again after the rows: its cheaper time is the unit
-            t_det = min(t_det, _timed(call_model, case.model, inputs)[1])
-        ms["softmax"][-1] = t_det * 1e3
+        unit = min(times["softmax"])
         for name in names:
-            ratio[name][-1] = ms[name][-1] / (t_det * 1e3)
+            ms[name].append(min(times[name]) * 1e3)
+            ratio[name].append(min(times[name]) / unit)
     n_test = len(case.test)
     labels = torch.cat([y for _, y in case.test])
     is_ood = torch.cat(
@@ -288,7 +299,7 @@ def run_case(name: str, cfg: dict[str, Any], peers: list[_peers.Peer]) -> dict[s
         case = CASES[name](seed, cfg)
         infos.append(case.info)
         plans = warm_up(case, cfg["samples"])
-        per_seed.append(run_seed(case, seed, cfg["samples"], peers))
+        per_seed.append(run_seed(case, seed, cfg["samples"], peers, cfg["repeats"]))
         print(f"{name}: seed {seed + 1} of {cfg['seeds']} done", flush=True)
         if seed == 0:
             share = embeddings_share(case, cfg["samples"], repeats=1 if cfg["seeds"] == 1 else 3)
@@ -411,6 +422,7 @@ def run_frontier(
     seeds: int | None = None,
     samples: int | None = None,
     cases: list[str] | None = None,
+    repeats: int | None = None,
 ) -> dict[str, Any]:
     """Run the frontier; returns the JSON-ready record (also a ``metrics.json``)."""
     from dropkit.bench._record import machine
@@ -421,6 +433,8 @@ def run_frontier(
         cfg["seeds"] = seeds
     if samples is not None:
         cfg["samples"] = samples
+    if repeats is not None:
+        cfg["repeats"] = repeats
     peers, skipped = _peers.available()
     for name, reason in skipped.items():
         print(f"peer {name} skipped: {reason}")

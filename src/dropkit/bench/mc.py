@@ -231,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dropkit bench mc", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per method")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed runs per method (--frontier: rounds per batch, the fastest counts; 3)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
         "--cases", default=None, help=f"comma-separated subset of {','.join(CASES)}"
@@ -280,7 +285,11 @@ def _frontier(args: argparse.Namespace) -> int:
     from dropkit.bench.frontier import CASES as MODELS
     from dropkit.bench.frontier import run_frontier
 
-    for flag, value in (("--seeds", args.seeds), ("--samples", args.samples)):
+    for flag, value in (
+        ("--seeds", args.seeds),
+        ("--samples", args.samples),
+        ("--repeats", args.repeats),
+    ):
         if value is not None and value < 1:
             raise ValueError(
                 f"bench mc: expected {flag} to be an integer >= 1, but got {value!r}. "
@@ -298,7 +307,7 @@ def _frontier(args: argparse.Namespace) -> int:
             f"dropkit bench: expected --out to be a file, but got the folder {str(args.out)!r}. "
             "Pass a file name such as out/frontier.json."
         )
-    record = run_frontier(args.quick, args.seeds, args.samples, names)
+    record = run_frontier(args.quick, args.seeds, args.samples, names, args.repeats)
     if args.out is not None:
         write_json(args.out, record)
         print(f"wrote {args.out} (a metrics.json: dropkit report {args.out})")
