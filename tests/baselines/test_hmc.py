@@ -44,13 +44,16 @@ def same(model: nn.Module, before) -> bool:
 SAMPLERS = pytest.mark.parametrize("sampler", ["hmc", "nuts"])
 
 
-@SAMPLERS
-def test_conjugate_linear_regression_predictive(generator, sampler):
+@pytest.mark.parametrize(("sampler", "collapsed"), [("hmc", False), ("nuts", False), ("hmc", True)])
+def test_conjugate_linear_regression_predictive(generator, sampler, collapsed):
+    # collapsed: a parameter-free body before the linear layer, so every draw of the
+    # weights comes from the exact conditional (nothing is left for HMC to sample)
     n, noise, prior = 40, 0.5, 1.0
     x = torch.randn(n, 2, generator=generator, dtype=torch.float64)
     y = x @ torch.tensor([1.0, -0.5], dtype=torch.float64) + 0.3
     y = y + noise * torch.randn(n, generator=generator, dtype=torch.float64)
-    model = nn.Linear(2, 1).double()
+    model = nn.Sequential(nn.Identity(), nn.Linear(2, 1)) if collapsed else nn.Linear(2, 1)
+    model = model.double()
     before = snapshot(model)
     hmc = HMC(
         model,
@@ -64,7 +67,7 @@ def test_conjugate_linear_regression_predictive(generator, sampler):
         max_steps=31,
     )
     hmc.fit(x, y)
-    assert same(model, before)
+    assert same(model, before) and hmc.marginalize is collapsed
     # exact posterior of (w1, w2, b): precision X'X / s^2 + I / a^2
     phi = torch.cat([x, torch.ones(n, 1, dtype=torch.float64)], 1)
     prec = phi.T @ phi / noise**2 + torch.eye(3, dtype=torch.float64) / prior**2
@@ -353,7 +356,7 @@ def test_too_large_is_refused_with_numbers(generator):
     with pytest.raises(
         ValueError,
         match=r"expected a model small enough for full-batch HMC.*"
-        r"got 50 parameters on 16 rows: one gradient of 4 chain\(s\) takes .* ms, so 20 "
+        r"got 49 parameters on 16 rows: one gradient of 4 chain\(s\) takes .* ms, so 20 "
         r"iterations x 1023 leapfrog steps could take",
     ):
         hmc.fit(x, y)

@@ -45,7 +45,7 @@ class Posterior:
 
     Shape:
         - theta: ``(K, Q)`` with ``Q = P`` parameters (``P + 1`` when the
-          noise precision is sampled).
+          noise precision is sampled); ``dim`` is ``Q``.
     """
 
     def __init__(
@@ -149,6 +149,10 @@ class Posterior:
             resid = float(((self.y - f) ** 2).mean())
         tau0 = 1.0 / min(max(resid, 1e-4), 1e4)
         return torch.cat([flat, flat.new_tensor([math.log(tau0)])])
+
+    def complete(self, draws: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Full parameter draws from sampled ones (here the same: every parameter is sampled)."""
+        return draws
 
     def noise_var(self, draws: torch.Tensor) -> torch.Tensor | None:
         """Noise variance per draw ``(S,)`` from flat draws ``(S, Q)``; ``None`` for classes."""

@@ -49,6 +49,7 @@ from dropkit._optional import require
 from dropkit._validation import _fail, check_choice, check_int, check_module, renamed_kwargs
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
 from dropkit.baselines._cost import PeakTensorMemory
+from dropkit.baselines._hmc_collapsed import CollapsedPosterior, linear_last
 from dropkit.baselines._hmc_diagnostics import HMCDiagnostics, summarize_draws
 from dropkit.baselines._hmc_nuts import sample_nuts, tree_depth
 from dropkit.baselines._hmc_posterior import NOISE_PRIOR, Posterior
@@ -96,6 +97,12 @@ class HMC:
         max_steps: Most leapfrog steps in one iteration (``"nuts"``: the tree
             depth is ``floor(log2(max_steps + 1))``).
         target_accept: Acceptance probability the step size adapts to.
+        marginalize: Regression only: integrate the last linear layer out
+            analytically (its conditional posterior is Gaussian) and sample the
+            rest, then draw the last layer exactly for every kept draw; the
+            same posterior, mixed far faster (BENCHMARKS.md). ``"auto"`` does
+            it when the model is an ``nn.Sequential`` ending in an
+            ``nn.Linear``; ``True`` requires it; ``False`` samples every weight.
         init: ``"model"`` (every chain starts at the model's parameters),
             ``"prior"`` (each chain at its own prior draw), or one model per
             chain of the same architecture (e.g. ensemble members).
@@ -142,6 +149,7 @@ class HMC:
         trajectory_length: float = 2.0,
         max_steps: int = 1023,
         target_accept: float = 0.8,
+        marginalize: bool | str = "auto",
         init: str | Sequence[nn.Module] = "model",
         max_seconds: float = 21600.0,
         max_memory_mb: float = 4096.0,
@@ -189,7 +197,12 @@ class HMC:
         self.max_seconds = _positive(caller, max_seconds, "max_seconds", "Pass seconds.")
         self.max_memory_mb = _positive(caller, max_memory_mb, "max_memory_mb", "Pass MiB.")
         self.threads = None if threads is None else check_int(caller, threads, "threads")
-        self.posterior = Posterior(model, self.likelihood, self.prior_std, self.noise_std)
+        self.marginalize = self._check_marginalize(caller, marginalize, model)
+        self.posterior = (
+            CollapsedPosterior(model, self.prior_std, self.noise_std)
+            if self.marginalize
+            else Posterior(model, self.likelihood, self.prior_std, self.noise_std)
+        )
         if not self.posterior.names:
             raise ValueError(
                 f"{caller}: expected a model with parameters, but got {type(model).__name__} "
@@ -201,6 +214,24 @@ class HMC:
         self.diagnostics: HMCDiagnostics | None = None
         self.fit_time_s: float | None = None
         self.estimate: dict[str, float] = {}
+
+    def _check_marginalize(self, caller: str, value: Any, model: nn.Module) -> bool:
+        if (
+            value not in ("auto", True, False)
+            or isinstance(value, int)
+            and not isinstance(value, bool)
+        ):
+            raise _fail(
+                ValueError, caller, "marginalize to be 'auto', True or False", value, "Pass 'auto'."
+            )
+        possible = self.likelihood == "regression" and linear_last(model) is not None
+        if value is True and not possible:
+            raise ValueError(
+                f"{caller}: expected a regression nn.Sequential ending in an nn.Linear with "
+                f"marginalize=True, but got likelihood={self.likelihood!r} and "
+                f"{type(model).__name__}. Pass marginalize='auto' or False."
+            )
+        return possible and value is not False
 
     def _check_init(self, init: Any) -> str | list[torch.Tensor]:
         if isinstance(init, str):
@@ -316,7 +347,7 @@ class HMC:
             raise ValueError(
                 f"{caller}: expected a model small enough for full-batch HMC (worst case "
                 f"<= {self.max_seconds:.0f} s and <= {self.max_memory_mb:.0f} MiB), but got "
-                f"{theta.shape[1]} parameters on {self._n} rows: one gradient of {unit} takes "
+                f"{self.num_parameters} parameters on {self._n} rows: one gradient of {unit} takes "
                 f"{t_grad * 1e3:.2f} ms, so {iters} iterations x {steps} leapfrog steps could "
                 f"take {worst:.0f} s, and the draws plus one gradient need {memory:.1f} MiB. "
                 "Use a smaller model or fewer rows, lower samples, warmup, chains or "
@@ -400,6 +431,7 @@ class HMC:
                 self._check_budget(caller, theta0)
                 start = time.perf_counter()
                 run = self._run(pyro_mcmc, theta0, gen)
+                run.draws = self.posterior.complete(run.draws, gen)
                 wall = time.perf_counter() - start
         finally:
             torch.set_num_threads(threads)
