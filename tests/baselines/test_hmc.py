@@ -65,6 +65,7 @@ def test_conjugate_linear_regression_predictive(generator, sampler, collapsed):
         seed=3,
         sampler=sampler,
         max_steps=31,
+        marginalize=collapsed,
     )
     hmc.fit(x, y)
     assert same(model, before) and hmc.marginalize is collapsed

@@ -156,7 +156,7 @@ def test_collapsed_and_plain_hmc_agree_on_a_network(generator):
 
 
 def test_marginalize_errors_name_the_fix():
-    with pytest.raises(ValueError, match=r"^HMC: expected marginalize to be 'auto', True or Fa"):
+    with pytest.raises(TypeError, match=r"^HMC: expected marginalize to be a bool, but got 'yes'"):
         HMC(net(), marginalize="yes")
     with pytest.raises(
         ValueError, match=r"expected a regression nn.Sequential ending in an nn.Linear with "
@@ -164,6 +164,5 @@ def test_marginalize_errors_name_the_fix():
         HMC(nn.Linear(3, 1), marginalize=True)
     with pytest.raises(ValueError, match=r"likelihood='classification'"):
         HMC(net(), "classification", marginalize=True)
-    assert HMC(net()).marginalize is True  # "auto" on a Sequential ending in Linear
-    assert HMC(net(), "classification").marginalize is False
-    assert HMC(nn.Linear(3, 1)).marginalize is False
+    assert HMC(net()).marginalize is False  # the default samples every weight
+    assert HMC(net(), marginalize=True).marginalize is True

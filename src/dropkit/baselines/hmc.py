@@ -97,12 +97,13 @@ class HMC:
         max_steps: Most leapfrog steps in one iteration (``"nuts"``: the tree
             depth is ``floor(log2(max_steps + 1))``).
         target_accept: Acceptance probability the step size adapts to.
-        marginalize: Regression only: integrate the last linear layer out
-            analytically (its conditional posterior is Gaussian) and sample the
-            rest, then draw the last layer exactly for every kept draw; the
-            same posterior, mixed far faster (BENCHMARKS.md). ``"auto"`` does
-            it when the model is an ``nn.Sequential`` ending in an
-            ``nn.Linear``; ``True`` requires it; ``False`` samples every weight.
+        marginalize: Regression with an ``nn.Sequential`` ending in an
+            ``nn.Linear``: integrate the last layer out analytically (its
+            conditional posterior is Gaussian), sample the rest, and draw the
+            last layer exactly for every kept draw. The same posterior; each
+            gradient costs more (a ``features x features`` Gram matrix and
+            Cholesky factor per chain) and each draw moves further, which pays
+            when the body dominates the cost (BENCHMARKS.md measures both).
         init: ``"model"`` (every chain starts at the model's parameters),
             ``"prior"`` (each chain at its own prior draw), or one model per
             chain of the same architecture (e.g. ensemble members).
@@ -149,7 +150,7 @@ class HMC:
         trajectory_length: float = 2.0,
         max_steps: int = 1023,
         target_accept: float = 0.8,
-        marginalize: bool | str = "auto",
+        marginalize: bool = False,
         init: str | Sequence[nn.Module] = "model",
         max_seconds: float = 21600.0,
         max_memory_mb: float = 4096.0,
@@ -216,22 +217,15 @@ class HMC:
         self.estimate: dict[str, float] = {}
 
     def _check_marginalize(self, caller: str, value: Any, model: nn.Module) -> bool:
-        if (
-            value not in ("auto", True, False)
-            or isinstance(value, int)
-            and not isinstance(value, bool)
-        ):
-            raise _fail(
-                ValueError, caller, "marginalize to be 'auto', True or False", value, "Pass 'auto'."
-            )
-        possible = self.likelihood == "regression" and linear_last(model) is not None
-        if value is True and not possible:
+        if not isinstance(value, bool):
+            raise _fail(TypeError, caller, "marginalize to be a bool", value, "Pass True or False.")
+        if value and not (self.likelihood == "regression" and linear_last(model) is not None):
             raise ValueError(
                 f"{caller}: expected a regression nn.Sequential ending in an nn.Linear with "
                 f"marginalize=True, but got likelihood={self.likelihood!r} and "
-                f"{type(model).__name__}. Pass marginalize='auto' or False."
+                f"{type(model).__name__}. Pass marginalize=False."
             )
-        return possible and value is not False
+        return value
 
     def _check_init(self, init: Any) -> str | list[torch.Tensor]:
         if isinstance(init, str):
