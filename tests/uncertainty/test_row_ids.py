@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import dropkit.nn as dnn
 from dropkit import fast_dropout, mc_predict
-from dropkit.kernels import _ops, seeded_dropout
+from dropkit.kernels import _hash, _ops, seeded_dropout
 from dropkit.uncertainty import keyed
 from dropkit.uncertainty.keyed import keyed_dropout, keyed_mask, row_seed, row_seeds
 
@@ -27,12 +27,11 @@ def test_row_seeds_match_the_python_reference():
 
 
 @pytest.mark.parametrize("numel", [1, 7, 64, 1500, 3001])
-@pytest.mark.parametrize("impl", ["per-row-kernel", "compiled-rows", "tensor-hash"])
+@pytest.mark.parametrize("impl", ["compiled-rows", "tensor-hash"])
 def test_keyed_dropout_equals_seeded_dropout_per_row(numel, impl, monkeypatch):
-    monkeypatch.setattr(keyed, "ROW_KERNEL", 1 if impl == "per-row-kernel" else 1 << 40)
     if impl == "tensor-hash":
         monkeypatch.setattr(keyed, "_compiled", lambda: None)
-    elif impl == "compiled-rows":
+    else:
         pytest.importorskip("numba")  # the `fast` extra
     seeds = row_seeds(torch.tensor([5, -9]), torch.arange(3))
     x = torch.randn(6, numel, generator=torch.Generator().manual_seed(numel))
@@ -45,6 +44,46 @@ def test_keyed_dropout_equals_seeded_dropout_per_row(numel, impl, monkeypatch):
             [_ops.dropout_(ones[r].clone(), int(s), p, precise=True) for r, s in enumerate(seeds)]
         )
         assert torch.equal(mask, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_compiled_rows_match_per_row_kernel_for_dtypes_and_shapes(dtype):
+    pytest.importorskip("numba")
+    seeds = row_seeds(torch.tensor([3, 4]), torch.arange(4))
+    x = torch.randn(8, 3, 5, generator=torch.Generator().manual_seed(1)).to(dtype)
+    want = torch.stack([seeded_dropout(x[r], 0.3, int(s)) for r, s in enumerate(seeds)])
+    got = keyed_dropout(x, seeds, 0.3)
+    assert got.dtype == dtype and got.shape == x.shape and torch.equal(got, want)
+    assert got.data_ptr() != x.data_ptr()  # a new tensor, x untouched
+
+
+def test_compiled_rows_split_over_threads_give_the_same_bits():
+    pytest.importorskip("numba")
+    seeds = row_seeds(torch.tensor([11]), torch.arange(64))
+    x = torch.randn(64, 5000, generator=torch.Generator().manual_seed(2))  # 2 workers at 2 threads
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = keyed_dropout(x, seeds, 0.2)
+        torch.set_num_threads(2)
+        two = keyed_dropout(x, seeds, 0.2)
+    finally:
+        torch.set_num_threads(threads)
+    want = torch.stack([seeded_dropout(x[r], 0.2, int(s)) for r, s in enumerate(seeds)])
+    assert torch.equal(one, want) and torch.equal(two, want)
+
+
+def test_keyed_dropout_under_autograd_takes_the_mask_path():
+    seeds = row_seeds(torch.tensor([7]), torch.arange(3))
+    x = torch.randn(3, 50, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    y = keyed_dropout(x, seeds, 0.4)
+    y.sum().backward()
+    want = torch.stack([seeded_dropout(x[r].detach(), 0.4, int(s)) for r, s in enumerate(seeds)])
+    assert torch.equal(y.detach(), want)
+    # d(sum)/dx: the scale (rounded to float32 once) where kept, 0 where dropped
+    keep = keyed.keyed_keep(seeds, 50, 0.4, precise=False)
+    scale = torch.tensor(_hash.scale(_hash.threshold(0.4)), dtype=torch.float32)
+    assert torch.equal(x.grad, keep.float() * scale)
 
 
 # -- mc_predict: a row's samples do not depend on its batch ---------------------------

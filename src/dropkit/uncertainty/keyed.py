@@ -12,10 +12,12 @@ for structured masks). The mask of a row is therefore a function of
 size, the other rows, the row's position in the batch, the strategy or the
 thread count.
 
-Three implementations compute the same bits: rows of at least
-:data:`ROW_KERNEL` elements call the compiled kernel once per row; smaller
-rows hash all rows in one call, compiled with numba when installed, else in
-int32 tensor ops (the kernels' pure-torch generator with one key per row).
+Three implementations compute the same bits: on CPU with numba, one compiled
+pass over all rows, each under its own seed
+(:func:`dropkit.uncertainty._keyed_numba.dropout_rows`); on CUDA with Triton,
+rows of at least :data:`ROW_KERNEL` elements call the kernel once per row;
+otherwise (and under autograd) a keep mask hashed for all rows in int32 tensor
+ops (the kernels' pure-torch generator with one key per row).
 
 References:
     Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
@@ -34,7 +36,7 @@ import torch
 
 from dropkit.kernels import _hash, _ops
 
-#: Rows with at least this many elements use one compiled-kernel call per row
+#: On CUDA, rows with at least this many elements use one Triton call per row
 #: (a call costs about as much as hashing ~10**3 elements in tensor ops).
 ROW_KERNEL = 1024
 _M64 = _hash.M64
@@ -172,11 +174,12 @@ def keyed_keep(seeds: torch.Tensor, numel: int, p: float, *, precise: bool) -> t
 
 
 def _row_kernel(x: torch.Tensor) -> bool:
-    if torch.is_grad_enabled() and x.requires_grad:
-        return False  # the per-row kernel path writes without autograd
-    if x.device.type == "cpu":
-        return _ops._backend("numba") is not None and x[0].numel() >= ROW_KERNEL
-    return x.device.type == "cuda" and _ops._backend("triton") is not None
+    """Whether the per-row CUDA kernel applies (the compiled paths write without autograd)."""
+    return (
+        x.device.type == "cuda"
+        and _ops._backend("triton") is not None
+        and x[0].numel() >= ROW_KERNEL
+    )
 
 
 def keyed_dropout(x: torch.Tensor, seeds: torch.Tensor, p: float) -> torch.Tensor:
@@ -201,7 +204,11 @@ def keyed_dropout(x: torch.Tensor, seeds: torch.Tensor, p: float) -> torch.Tenso
         return x
     if p >= 1.0:
         return x * 0.0
-    if _row_kernel(x):
+    compiled_ok = not (torch.is_grad_enabled() and x.requires_grad)
+    compiled = _compiled() if compiled_ok and x.device.type == "cpu" else None
+    if compiled is not None:
+        return compiled.dropout_rows(x, seeds, p)
+    if compiled_ok and _row_kernel(x):
         xc = x.contiguous()
         out = torch.empty_like(xc)
         for r, s in enumerate(seeds.tolist()):
