@@ -296,9 +296,15 @@ def test_argument_errors():
     ("likelihood", "x", "y", "exc", "match"),
     [
         ("regression", "nan", "ok", ValueError, r"HMC.fit: expected finite x, but got 1 non-fin"),
-        ("regression", "ok", "nan", ValueError, r"HMC.fit: expected finite y, but got 1 non-fin"),
-        ("regression", "ok", "short", ValueError, r"HMC.fit: expected y of shape \(6, 1\)"),
-        ("regression", "ok", "list", TypeError, r"HMC.fit: expected y to be a torch.Tensor"),
+        (
+            "regression",
+            "ok",
+            "nan",
+            ValueError,
+            r"HMC.fit: expected a finite target, but got 1 non",
+        ),
+        ("regression", "ok", "short", ValueError, r"HMC.fit: expected target of shape \(6, 1\)"),
+        ("regression", "ok", "list", TypeError, r"HMC.fit: expected target to be a torch.Tensor"),
         ("classification", "ok", "label9", ValueError, r"expected target in \[0, 2\].*9"),
         ("classification", "ok", "float", ValueError, r"expected an integer class target of shape"),
     ],

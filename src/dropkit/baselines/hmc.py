@@ -251,8 +251,8 @@ class HMC:
     def _targets(self, caller: str, x: torch.Tensor, y: Any, out: torch.Tensor) -> torch.Tensor:
         if not isinstance(y, torch.Tensor):
             raise TypeError(
-                f"{caller}: expected y to be a torch.Tensor, but got {type(y).__name__!r}. "
-                "Pass targets as a tensor."
+                f"{caller}: expected target to be a torch.Tensor, but got "
+                f"{type(y).__name__!r}. Pass the target as a tensor."
             )
         n = x.shape[0]
         if self.likelihood == "classification":
@@ -264,7 +264,7 @@ class HMC:
             if y.dtype.is_floating_point or y.dtype == torch.bool or tuple(y.shape) != (n,):
                 raise ValueError(
                     f"{caller}: expected an integer class target of shape ({n},), but got "
-                    f"{y.dtype} of shape {tuple(y.shape)}. Pass y.long() with one label per row."
+                    f"{y.dtype} of shape {tuple(y.shape)}. Pass target.long(), one label per row."
                 )
             c = out.shape[1]
             if n and (int(y.min()) < 0 or int(y.max()) >= c):
@@ -276,14 +276,15 @@ class HMC:
             return y.long()
         if y.shape != out.shape and not (y.numel() == out.numel() and y.shape[:1] == out.shape[:1]):
             raise ValueError(
-                f"{caller}: expected y of shape {tuple(out.shape)} (the model's output), but got "
-                f"{tuple(y.shape)}. Pass one target per output, e.g. y.reshape(N, -1)."
+                f"{caller}: expected target of shape {tuple(out.shape)} (the model's output), "
+                f"but got {tuple(y.shape)}. Pass one target per output, e.g. "
+                "target.reshape(N, -1)."
             )
         y = y.double().reshape(out.shape)
         if not bool(torch.isfinite(y).all()):
             raise ValueError(
-                f"{caller}: expected finite y, but got {int((~torch.isfinite(y)).sum())} "
-                "non-finite values. Drop or impute those rows."
+                f"{caller}: expected a finite target, but got "
+                f"{int((~torch.isfinite(y)).sum())} non-finite values. Drop or impute those rows."
             )
         return y
 
