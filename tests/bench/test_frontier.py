@@ -16,7 +16,18 @@ from dropkit.report.schema import SchemaError
 pytest.importorskip("transformers")
 pytest.importorskip("sklearn")
 
-_METRICS = ("cost_x", "ms", "auroc", "ece", "nll", "brier", "accuracy", "aurc", "agreement")
+_METRICS = (
+    "cost_x",
+    "ms",
+    "auroc",
+    "auroc_far",
+    "ece",
+    "nll",
+    "brier",
+    "accuracy",
+    "aurc",
+    "agreement",
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +59,11 @@ def test_json_has_every_model_row_and_metric(quick):
             else set()
         )
     assert models["minilm"]["embeddings"]["share"] > 0
+    # digits also has a far shift (inverted images) with its own AUROC and 90% rule
+    assert all(0.0 <= r["auroc_far"]["mean"] <= 1.0 for r in models["digits"]["rows"])
+    assert all(r["auroc_far"]["mean"] is None for r in models["minilm"]["rows"])
+    assert models["digits"]["far"] and set(models["digits"]["summary"]["far"]) == {"gain", "row"}
+    assert models["minilm"]["summary"]["far"] is None
     assert models["minilm"]["rows"][1]["prefix"] == "backbone"  # head: backbone once
     assert models["minilm"]["rows"][3]["prefix"] == "blocks"  # last:2: 4 blocks once
 
@@ -153,7 +169,30 @@ def test_every_row_is_timed_as_its_fastest_round(monkeypatch):
     rows = [r[1] for r in case.rows]
     # rounds interleave: the forward, then every row, three times per batch
     per_batch = ["forward", *rows] * 3
-    assert calls == per_batch * (len(case.test) + len(case.shifted))
+    assert calls == per_batch * (len(case.test) + len(case.shifted) + len(case.far))
     assert out["softmax"]["cost_x"] == 1.0 and out["softmax"]["ms"] == 2000.0
     for name, _sites, _k in case.rows:
         assert out[name]["cost_x"] == 1.5 and out[name]["ms"] == 3000.0
+
+
+def test_k90_picks_the_smallest_depth_within_90_percent_of_the_gain():
+    from dropkit.bench.frontier import k90
+
+    def row(name, kind, k, auroc, cost):
+        return {"name": name, "kind": kind, "k": k, "auroc": {"mean": auroc},
+                "cost_x": {"mean": cost}}  # fmt: skip
+
+    rows = [
+        row("softmax", "softmax", None, 0.80, 1.0),
+        row("head", "dropkit", 0, 0.82, 1.1),
+        row("last:1", "dropkit", 1, 0.885, 5.0),  # 85% of the gain: not enough
+        row("last:2", "dropkit", 2, 0.892, 9.0),  # 92%: the answer
+        row("full", "dropkit", 3, 0.90, 20.0),
+    ]
+    got = k90(rows)
+    assert got["gain"] == pytest.approx(0.10)
+    assert got["row"]["row"] == "last:2" and got["row"]["k"] == 2
+    assert got["row"]["gain_fraction"] == pytest.approx(0.92)
+    assert got["row"]["cost_fraction_of_full"] == pytest.approx(0.45)
+    rows[-1]["auroc"]["mean"] = 0.79  # full MC below the softmax: no gain to reach
+    assert k90(rows) == {"gain": pytest.approx(-0.01), "row": None}

@@ -6,7 +6,8 @@
   about finance, a vocabulary never trained on.
 * :func:`digits_case`: :class:`DigitsBlocks` on scikit-learn digits (loader and
   stratified split of :mod:`dropkit.demo.digits`), trained on digits 0-4;
-  shifted set: digits 5-9.
+  shifted set: digits 5-9; far set: the held-out 0-4 images inverted
+  (``max - x``), a shift on which the softmax stays confident.
 
 A :class:`Case` carries the trained model, its batches and what the frontier
 needs to measure it (its rows, the blocks' first linear layers, the tensor
@@ -124,6 +125,7 @@ class Case:
     packed: Callable[[Any], torch.Tensor]  # inputs -> one tensor (peers take tensors)
     unpack: Callable[[nn.Module], nn.Module]  # model -> tensor-input model for peers
     info: dict[str, Any] = field(default_factory=dict)
+    far: list[Any] = field(default_factory=list)  # a second, farther shift (inputs); optional
 
 
 def _batches(items: list[Any], size: int) -> list[list[Any]]:
@@ -224,6 +226,7 @@ def digits_case(seed: int, cfg: dict[str, Any]) -> Case:
         rows=[*rows, ("full", None, n)],
         test=[(x[i], y[i]) for i in test_i.split(size)],
         shifted=[x[i] for i in ood[: len(test_i)].split(size)],
+        far=[x.max() - x[i] for i in test_i.split(size)],
         block_modules=[
             next(m for m in b.modules() if isinstance(m, nn.Linear)) for b in model.blocks
         ],
@@ -233,6 +236,7 @@ def digits_case(seed: int, cfg: dict[str, Any]) -> Case:
             "description": f"digits MLP, {n} dropout blocks of {cfg['digits_hidden']}",
             "in_distribution": "held-out digits 0-4",
             "shifted": "digits 5-9 (classes never trained on)",
+            "far": "the held-out 0-4 images inverted (max - x)",
             "train_steps": cfg["digits_steps"],
             "train_s": time.perf_counter() - start,
             "n_train": len(train_i),

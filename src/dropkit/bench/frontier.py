@@ -183,7 +183,7 @@ def run_seed(
     ms: dict[str, list[float]] = {k: [] for k in names}
     ref: list[torch.Tensor] = []
     wrapped = [(p, p.wrap(case.unpack(copy.deepcopy(case.model)), samples)) for p in peers]
-    batches = [b for b, _ in case.test] + case.shifted
+    batches = [b for b, _ in case.test] + case.shifted + case.far
     for peer, model in wrapped:  # untimed first call, as warm_up gives dropkit's rows
         peer.predict(model, case.packed(batches[0]))
     for inputs in batches:
@@ -220,18 +220,23 @@ def run_seed(
         for name in names:
             ms[name].append(min(times[name]) * 1e3)
             ratio[name].append(min(times[name]) / unit)
-    n_test = len(case.test)
+    n_test, n_near = len(case.test), len(case.test) + len(case.shifted)
     labels = torch.cat([y for _, y in case.test])
     is_ood = torch.cat(
         [torch.zeros(len(labels)), torch.ones(sum(_rows(b) for b in case.shifted))]
     ).long()
-    reference = torch.cat(ref)
+    is_far = torch.cat(
+        [torch.zeros(len(labels)), torch.ones(sum(_rows(b) for b in case.far))]
+    ).long()
+    reference = torch.cat(ref[:n_near])
     out: dict[str, Any] = {}
     for name in names:
         p_in = torch.cat(probs[name][:n_test]).double()
         p_in = p_in / p_in.sum(-1, keepdim=True)
-        score = torch.cat(mi[name]).double()
+        score = torch.cat(mi[name][:n_near]).double()
+        far = torch.cat(mi[name][:n_test] + mi[name][n_near:]).double()
         out[name] = {
+            "auroc_far": M.auroc(far, is_far) if case.far else None,
             "cost_x": statistics.median(ratio[name]),
             "ms": statistics.median(ms[name]),
             "auroc": M.auroc(score, is_ood),
@@ -288,7 +293,18 @@ def _ms(values: list[float | None]) -> dict[str, Any]:
     }
 
 
-_QUALITY = ("cost_x", "ms", "auroc", "ece", "nll", "brier", "accuracy", "aurc", "agreement")
+_QUALITY = (
+    "cost_x",
+    "ms",
+    "auroc",
+    "auroc_far",
+    "ece",
+    "nll",
+    "brier",
+    "accuracy",
+    "aurc",
+    "agreement",
+)
 
 
 def run_case(name: str, cfg: dict[str, Any], peers: list[_peers.Peer]) -> dict[str, Any]:
@@ -331,23 +347,38 @@ def run_case(name: str, cfg: dict[str, Any], peers: list[_peers.Peer]) -> dict[s
     }
 
 
+def k90(rows: list[dict[str, Any]], key: str = "auroc") -> dict[str, Any]:
+    """Full MC's gain over softmax in ``key`` and the smallest k reaching 90% of it.
+
+    Returns ``{"gain", "row"}``; ``row`` is ``None`` when the gain is not
+    positive (the softmax already does as well) or the key was not measured.
+    """
+    by = {r["name"]: r for r in rows}
+    full, soft = by["full"], by["softmax"]
+    if full[key]["mean"] is None or soft[key]["mean"] is None:
+        return {"gain": None, "row": None}
+    gain = full[key]["mean"] - soft[key]["mean"]
+    for r in rows:
+        if r["kind"] != "dropkit" or r[key]["mean"] is None:
+            continue
+        if gain > 0 and r[key]["mean"] - soft[key]["mean"] >= 0.9 * gain:
+            return {
+                "gain": gain,
+                "row": {
+                    "row": r["name"],
+                    "k": r["k"],
+                    "gain_fraction": (r[key]["mean"] - soft[key]["mean"]) / gain,
+                    "cost_fraction_of_full": r["cost_x"]["mean"] / full["cost_x"]["mean"],
+                },
+            }
+    return {"gain": gain, "row": None}
+
+
 def summarize(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Targets and the smallest k reaching 90% of full MC's AUROC gain over softmax."""
     by = {r["name"]: r for r in rows}
-    full, soft = by["full"], by["softmax"]
-    gain = full["auroc"]["mean"] - soft["auroc"]["mean"]
-    k90 = None
-    for r in rows:
-        if r["kind"] != "dropkit":
-            continue
-        if gain > 0 and r["auroc"]["mean"] - soft["auroc"]["mean"] >= 0.9 * gain:
-            k90 = {
-                "row": r["name"],
-                "k": r["k"],
-                "gain_fraction": (r["auroc"]["mean"] - soft["auroc"]["mean"]) / gain,
-                "cost_fraction_of_full": r["cost_x"]["mean"] / full["cost_x"]["mean"],
-            }
-            break
+    full = by["full"]
+    near, far = k90(rows, "auroc"), k90(rows, "auroc_far")
     targets = []
     if name == "minilm":
         head = by["head"]["cost_x"]["mean"]
@@ -370,7 +401,12 @@ def summarize(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
                     "met": value <= 1.0,
                 }
             )
-    return {"softmax_to_full_gain": gain, "k90": k90, "targets": targets}
+    return {
+        "softmax_to_full_gain": near["gain"],
+        "k90": near["row"],
+        "far": far if far["gain"] is not None else None,
+        "targets": targets,
+    }
 
 
 def _f(stat: dict[str, float | None], digits: int = 3) -> str:
@@ -386,29 +422,36 @@ def print_case(result: dict[str, Any]) -> None:
         f"T={result['samples']}, {result['seeds']} seeds (mean±std)"
     )
     print(f"  in-distribution: {result['in_distribution']}; shifted: {result['shifted']}")
+    if result.get("far"):
+        print(f"  far shift: {result['far']}")
     print(
         f"  {'row':24} {'k':>2} {'x fwd':>11} {'ms':>13} {'rows':>5} {'AUROC(MI)':>12} "
-        f"{'ECE':>11} {'NLL':>11} {'Spearman':>11}"
+        f"{'far AUROC':>12} {'ECE':>11} {'NLL':>11} {'Spearman':>11}"
     )
     for r in result["rows"]:
         k = "" if r["k"] is None else str(r["k"])
         rows = f"{r['block_rows']:.2f}" if "block_rows" in r else ""
         print(
             f"  {r['name']:24} {k:>2} {_f(r['cost_x'], 2):>11} {_f(r['ms'], 1):>13} "
-            f"{rows:>5} {_f(r['auroc']):>12} {_f(r['ece']):>11} {_f(r['nll']):>11} "
+            f"{rows:>5} {_f(r['auroc']):>12} {_f(r['auroc_far']):>12} {_f(r['ece']):>11} "
+            f"{_f(r['nll']):>11} "
             f"{_f(r['agreement']):>11}"
         )
     summary = result["summary"]
     for t in summary["targets"]:
         print(f"  target {t['target']}: {t['value']:.3f} [{'met' if t['met'] else 'MISSED'}]")
-    k90 = summary["k90"]
-    if k90 is None:
-        print(f"  no depth reaches 90% of the gain (gain {summary['softmax_to_full_gain']:.3f})")
-    else:
-        print(
-            f"  {k90['row']} (k={k90['k']}) reaches {k90['gain_fraction']:.0%} of full MC's "
-            f"AUROC gain over softmax at {k90['cost_fraction_of_full']:.2f} of its cost"
-        )
+    shifts = [("shifted", summary["softmax_to_full_gain"], summary["k90"])]
+    if summary.get("far"):
+        shifts.append(("far", summary["far"]["gain"], summary["far"]["row"]))
+    for label, gain, row in shifts:
+        if row is None:
+            print(f"  {label}: no depth reaches 90% of the gain (gain {gain:.3f})")
+        else:
+            print(
+                f"  {label}: {row['row']} (k={row['k']}) reaches {row['gain_fraction']:.0%} of "
+                f"full MC's AUROC gain over softmax ({gain:.3f}) at "
+                f"{row['cost_fraction_of_full']:.2f} of its cost"
+            )
     if result.get("embeddings"):
         e = result["embeddings"]
         print(
