@@ -421,3 +421,49 @@ def test_compare_reports_distance_to_hmc(toy):
     assert "calibrated.total_variation" in by["mc_dropout"].reference
     with pytest.raises(ValueError, match=r"expected train=\(inputs, labels\) with method 'hmc'"):
         compare_uncertainty(model, toy["test"], methods=["hmc"])
+
+
+# ---------------------------------------------------------------- extend
+
+
+def test_extend_continues_the_same_chains(generator):
+    x = torch.randn(30, 1, generator=generator, dtype=torch.float64)
+    y = 2 * x[:, 0] + 0.3 * torch.randn(30, generator=generator, dtype=torch.float64)
+    model = nn.Linear(1, 1).double()
+
+    def hmc(samples: int) -> HMC:
+        return HMC(model, samples=samples, warmup=40, chains=3, thin=2, seed=4, max_steps=31)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"HMC\.(fit|extend|predict): expected", UserWarning)
+        long = hmc(30).fit(x, y)
+        short = hmc(12).fit(x, y)
+        short.extend(18)
+        res = short.predict(x[:2])
+    # same generator, same states, the jitter sequence picks up where it stopped:
+    # on one machine the continued chains are bit for bit the longer run
+    assert torch.equal(short.draws, long.draws)
+    d, e = short.diagnostics, long.diagnostics
+    assert short.samples == 30 and d.extensions == 1 and e.extensions == 0
+    assert d.divergences == e.divergences
+    # the continuation re-evaluates each chain's start once: 3 more evaluations
+    assert d.gradient_evaluations == e.gradient_evaluations + 3
+    assert res.extras["forward_passes"] == 90 and d.predictive_rhat
+
+
+def test_extend_errors():
+    m = nn.Linear(1, 1)
+    with pytest.raises(RuntimeError, match=r"^HMC: expected a fitted sampler"):
+        HMC(m).extend(5)
+    x, y = torch.randn(20, 1), torch.randn(20)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"HMC\.fit: expected", UserWarning)
+        nuts = HMC(m, sampler="nuts", samples=5, warmup=5, chains=1, max_steps=3).fit(x, y)
+    with pytest.raises(
+        ValueError,
+        match=r"^HMC.extend: expected sampler='hmc' \(chains that can be resumed\), but got "
+        r"'nuts'\. Fit with sampler='hmc', or fit again with more samples\.$",
+    ):
+        nuts.extend(5)
+    with pytest.raises(ValueError, match=r"^HMC.extend: expected samples >= 1, but got 0"):
+        nuts.extend(0)

@@ -103,6 +103,8 @@ class HMCDiagnostics:
             (``"hmc"``) or the fraction of accepted moves (``"nuts"``).
         mean_steps: Mean leapfrog steps per iteration after warm-up
             (``"hmc"``; NaN for ``"nuts"``).
+        extensions: Calls of :meth:`HMC.extend` so far (``samples`` counts
+            every kept draw).
     """
 
     chains: int
@@ -122,6 +124,7 @@ class HMCDiagnostics:
     thin: int = 1
     accept_rate: list[float] = field(default_factory=list)
     mean_steps: float = float("nan")
+    extensions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy."""

@@ -64,6 +64,9 @@ class ChainRun:
         gradient_evaluations: Potential-and-gradient evaluations of single
             chains (``K`` per batched call), warm-up included.
         mean_steps: Mean leapfrog steps per iteration after warm-up.
+        final: Each chain's last state ``(K, Q)``, where a continuation starts.
+        iterations: Iterations run, warm-up included (a continuation's jitter
+            sequence picks up from here).
     """
 
     draws: torch.Tensor
@@ -73,6 +76,8 @@ class ChainRun:
     accept_rate: list[float]
     gradient_evaluations: int
     mean_steps: float
+    final: torch.Tensor | None = None
+    iterations: int = 0
 
 
 def van_der_corput(i: int) -> float:
@@ -224,8 +229,14 @@ def sample_chains(
     max_steps: int = 1023,
     target_accept: float = 0.8,
     inverse_mass: torch.Tensor | None = None,
+    step_size: float | None = None,
+    start_iteration: int = 0,
 ) -> ChainRun:
     """Run ``K`` chains of HMC together from ``theta0`` and keep every ``thin``-th draw.
+
+    With ``warmup=0``, ``step_size`` and ``inverse_mass`` given, it continues
+    earlier chains (``theta0`` = their ``final``) without adapting anything:
+    the continued chains are the same Markov chains, only longer.
 
     Args:
         energy_and_grad: ``(K, Q) -> (energies (K,), gradients (K, Q))``.
@@ -239,6 +250,8 @@ def sample_chains(
         max_steps: Most leapfrog steps in one iteration.
         target_accept: Mean acceptance probability the step size aims at.
         inverse_mass: Starting diagonal inverse mass ``(Q,)`` (default ones).
+        step_size: Starting step size (default: found by the heuristic).
+        start_iteration: Index of the first iteration in the jitter sequence.
 
     Shape:
         - theta0: ``(K, Q)``.
@@ -250,7 +263,7 @@ def sample_chains(
     k, q = theta0.shape
     chains = _Chains(energy_and_grad, theta0.double())
     inv_mass = torch.ones(q, dtype=torch.float64) if inverse_mass is None else inverse_mass.double()
-    step = chains.initial_step(0.1, inv_mass, generator)
+    step = chains.initial_step(0.1, inv_mass, generator) if step_size is None else step_size
     adapt = _DualAveraging(step, target_accept)
     ends = window_ends(warmup)
     first = int(0.15 * warmup)
@@ -260,7 +273,8 @@ def sample_chains(
     accepted = torch.zeros(k, dtype=torch.float64)
     kept_steps = 0
     for it in range(warmup + samples * thin):
-        steps = max(1, min(max_steps, math.ceil(van_der_corput(it) * trajectory_length / step)))
+        jitter = van_der_corput(start_iteration + it)
+        steps = max(1, min(max_steps, math.ceil(jitter * trajectory_length / step)))
         prob, divergent = chains.transition(step, steps, inv_mass, generator)
         if it < warmup:
             step = adapt.update(float(prob.mean()))
@@ -290,4 +304,6 @@ def sample_chains(
         accept_rate=[float(v) / iterations for v in accepted],
         gradient_evaluations=chains.evaluations,
         mean_steps=kept_steps / iterations,
+        final=chains.theta.clone(),
+        iterations=start_iteration + warmup + samples * thin,
     )

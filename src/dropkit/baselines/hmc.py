@@ -212,6 +212,8 @@ class HMC:
         self._init = self._check_init(init)
         self.num_parameters = self.posterior.num_parameters
         self._draws: torch.Tensor | None = None
+        self._last: ChainRun | None = None  # where extend() continues
+        self._gen: torch.Generator | None = None
         self.diagnostics: HMCDiagnostics | None = None
         self.fit_time_s: float | None = None
         self.estimate: dict[str, float] = {}
@@ -426,11 +428,87 @@ class HMC:
                 self._check_budget(caller, theta0)
                 start = time.perf_counter()
                 run = self._run(pyro_mcmc, theta0, gen)
+                self._last, self._gen = run, gen
                 run.draws = self.posterior.complete(run.draws, gen)
                 wall = time.perf_counter() - start
         finally:
             torch.set_num_threads(threads)
+        self._draws = run.draws  # (K, S, Q)
         self._record(caller, run, wall)
+        return self
+
+    def extend(self, samples: int) -> HMC:
+        """Continue every chain for ``samples`` more kept draws (``samples * thin`` iterations).
+
+        The chains go on from their last states with the adapted step size and
+        metric, without another warm-up: they are the same Markov chains, only
+        longer (for ``marginalize=False`` exactly the draws one longer run
+        gives). Use it when R-hat or the ESS are not yet good enough. Only
+        ``sampler="hmc"``.
+
+        Args:
+            samples: Kept draws to add per chain.
+
+        Returns:
+            ``self``, with ``samples`` increased and the diagnostics (and
+            :attr:`fit_time_s`) covering the whole run; the predictive R-hat
+            is recomputed by the next :meth:`predict`.
+
+        Raises:
+            RuntimeError: If the sampler was not fitted.
+            ValueError: If ``sampler="nuts"`` (pyro's chains cannot be resumed).
+        """
+        caller = "HMC.extend"
+        n = check_int(caller, samples, "samples")
+        last, gen, draws = self._last, self._gen, self.draws  # draws raises if unfitted
+        if self.sampler != "hmc" or last is None or last.final is None or gen is None:
+            raise _fail(
+                ValueError,
+                caller,
+                "sampler='hmc' (chains that can be resumed)",
+                self.sampler,
+                "Fit with sampler='hmc', or fit again with more samples.",
+            )
+        threads = self._threads()
+        try:
+            with eval_mode(self.model), torch.random.fork_rng(devices=[]):
+                start = time.perf_counter()
+                more = sample_chains(
+                    self.posterior.energy_and_grad,
+                    last.final,
+                    warmup=0,
+                    samples=n,
+                    generator=gen,
+                    thin=self.thin,
+                    trajectory_length=self.trajectory_length,
+                    max_steps=self.max_steps,
+                    target_accept=self.target_accept,
+                    inverse_mass=last.inverse_mass,
+                    step_size=last.step_size[0],
+                    start_iteration=last.iterations,
+                )
+                self._last = more
+                more.draws = self.posterior.complete(more.draws, gen)
+                wall = time.perf_counter() - start
+        finally:
+            torch.set_num_threads(threads)
+        before, self.samples = self.samples, self.samples + n
+        self._draws = torch.cat([draws, more.draws], 1)
+        old = self.diagnostics
+        assert old is not None  # set with the draws
+        merged = ChainRun(
+            draws=self._draws,
+            step_size=old.step_size,
+            inverse_mass=more.inverse_mass,
+            divergences=[a + b for a, b in zip(old.divergences, more.divergences)],
+            accept_rate=[
+                (a * before + b * n) / self.samples
+                for a, b in zip(old.accept_rate, more.accept_rate)
+            ],
+            gradient_evaluations=old.gradient_evaluations + more.gradient_evaluations,
+            mean_steps=(old.mean_steps * before + more.mean_steps * n) / self.samples,
+        )
+        self._record(caller, merged, old.wall_time_s + wall, old.extensions + 1, stacklevel=3)
         return self
 
     def _run(self, pyro_mcmc: Any, theta0: torch.Tensor, gen: torch.Generator) -> ChainRun:
@@ -462,14 +540,16 @@ class HMC:
             inverse_mass=scale,
         )
 
-    def _record(self, caller: str, run: ChainRun, wall: float) -> None:
-        self._draws = run.draws  # (K, S, Q)
-        rhat, ess = summarize_draws(self._draws)
+    def _record(
+        self, caller: str, run: ChainRun, wall: float, extensions: int = 0, stacklevel: int = 4
+    ) -> None:
+        """Diagnostics of ``run``; warnings point ``stacklevel`` frames up (the user's call)."""
+        rhat, ess = summarize_draws(run.draws)
         self.diagnostics = HMCDiagnostics(
             chains=self.chains,
             samples=self.samples,
             warmup=self.warmup,
-            parameters=int(self._draws.shape[-1]),
+            parameters=int(run.draws.shape[-1]),
             rhat=rhat,
             ess=ess,
             divergences=run.divergences,
@@ -480,9 +560,10 @@ class HMC:
             thin=self.thin,
             accept_rate=run.accept_rate,
             mean_steps=run.mean_steps,
+            extensions=extensions,
         )
         self.fit_time_s = wall
-        self.diagnostics.check(caller, "parameters", rhat, ess, stacklevel=4)  # via fit
+        self.diagnostics.check(caller, "parameters", rhat, ess, stacklevel=stacklevel)
 
     # -------------------------------------------------------------- predict
     @property

@@ -17,7 +17,11 @@ sampled with a Gamma(1, 0.1) prior; ``--chains`` vectorised chains of
 :class:`~dropkit.baselines.HMC`, each started at its own independently trained
 network, the first five being the ensemble's members; ``--marginalize``
 integrates the last linear layer out instead, which samples the same posterior
-with fewer, dearer gradients). HMC's cost is its sampling; the networks its
+with fewer, dearer gradients). While the predictive R-hat on the test inputs is
+at or above ``--until-rhat`` (1.05), the chains are extended by ``--samples``
+draws, at most ``--max-extend`` times (:meth:`~dropkit.baselines.HMC.extend`:
+the same chains, longer); each split records how many draws it took. HMC's cost
+is its sampling, extensions included; the networks its
 chains start from are trained for the ensemble (and the rest for HMC), not
 counted.
 Every network trains with Adam (lr 0.01, weight decay 1e-4, full batch,
@@ -72,6 +76,8 @@ FULL: dict[str, Any] = {
     "max_steps": 1023,
     "sampler": "hmc",
     "marginalize": False,
+    "until_rhat": 1.05,
+    "max_extend": 3,
     "mc": 200,
 }
 QUICK: dict[str, Any] = {
@@ -84,6 +90,8 @@ QUICK: dict[str, Any] = {
     "max_steps": 15,
     "sampler": "hmc",
     "marginalize": False,
+    "until_rhat": 1.05,
+    "max_extend": 1,
     "mc": 20,
 }
 MEMBERS = 5
@@ -197,15 +205,13 @@ def _regression_split(data: Any, k: int, cfg: dict[str, Any], seed: int) -> dict
     cost = {"fit_s": fit / MEMBERS, "predict_s": wall, "passes": 1, "parameters": _count(mc_net)}
     add("laplace", mean, epi + noise0, cost)
     hmc = _hmc(mc_net, "regression", cfg, seed * 1000 + k, starts[: cfg["chains"]]).fit(x, y)
-    t0 = time.perf_counter()
-    res = hmc.predict(xt)
-    wall = time.perf_counter() - t0
+    res, wall = _until_converged(hmc, xt, cfg)
     diag = hmc.diagnostics
     assert diag is not None
     cost = {
         "fit_s": hmc.fit_time_s,
         "predict_s": wall,
-        "passes": cfg["samples"] * cfg["chains"],
+        "passes": hmc.samples * hmc.chains,
         "parameters": hmc.num_parameters,
         "diagnostics": diag.to_dict(),
     }
@@ -241,6 +247,27 @@ def _hmc(model: nn.Module, likelihood: str, cfg: dict[str, Any], seed: int, star
         marginalize=bool(cfg["marginalize"]) and likelihood == "regression",
         init=starts,
     )
+
+
+def _until_converged(hmc: HMC, xt: torch.Tensor, cfg: dict[str, Any]) -> tuple[Any, float]:
+    """Predict; while the predictive R-hat misses ``until_rhat``, extend the chains and again.
+
+    Each extension adds ``samples`` kept draws per chain (the same Markov
+    chains, longer), at most ``max_extend`` times. Returns the last
+    prediction and its wall time.
+    """
+    target = cfg.get("until_rhat") or 0.0
+    for extension in range(int(cfg.get("max_extend", 0)) + 1):
+        t0 = time.perf_counter()
+        res = hmc.predict(xt)
+        wall = time.perf_counter() - t0
+        diag = hmc.diagnostics
+        assert diag is not None  # fitted
+        if target <= 1.0 or diag.predictive_rhat["max"] < target:
+            break
+        if extension < int(cfg.get("max_extend", 0)):
+            hmc.extend(cfg["samples"])
+    return res, wall
 
 
 def _count(model: nn.Module) -> int:
@@ -286,6 +313,7 @@ def _digits_split(k: int, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
     # one trained start per HMC chain, beyond the ensemble's members
     starts = members + [member(m) for m in range(MEMBERS, cfg["chains"])]
     hmc = _hmc(net, "classification", cfg, seed * 1000 + k, starts[: cfg["chains"]])
+    _until_converged(hmc.fit(d["x_train"], d["y_train"]), d["x_test"], cfg)
     cmp = compare_uncertainty(
         net,
         (d["x_test"], d["y_test"]),
@@ -419,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         ("thin", int, "keep one HMC iteration in THIN"),
         ("trajectory", float, "HMC trajectory length, in posterior standard deviations"),
         ("max-steps", int, "most leapfrog steps per HMC iteration"),
+        ("until-rhat", float, "extend HMC's chains until the predictive R-hat is below (0: never)"),
+        ("max-extend", int, "at most this many extensions, each of --samples draws"),
         ("mc", int, "MC-dropout passes"),
     ):
         parser.add_argument(f"--{flag}", type=kind, default=None, help=f"{what} (override)")
@@ -494,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             diag = rec["methods"]["hmc"]["diagnostics"]
             print(
                 f"{time.strftime('%H:%M:%S')} [{name}] split {k}: {time.perf_counter() - t0:.0f} s,"
-                f" predictive R-hat {diag['predictive_rhat']['max']:.3f}",
+                f" predictive R-hat {diag['predictive_rhat']['max']:.3f} after "
+                f"{diag['samples']} draws per chain ({diag['extensions']} extensions)",
                 file=sys.stderr,
                 flush=True,
             )
