@@ -93,6 +93,7 @@ BOOL_CALLS: dict[str, Callable[..., Any]] = {
     "recommend_rate": lambda **kw: dropkit.training.recommend_rate(1000, dataset_size=100, **kw),
     "MCAccumulator": lambda **kw: dropkit.uncertainty.MCAccumulator(3, **kw),
     "score_pool": lambda **kw: dropkit.score_pool(mlp(), X, **kw),
+    "HMC": lambda **kw: dropkit.baselines.HMC(mlp(), likelihood="classification", **kw),
 }
 # Records (dataclasses whose bool fields are results, not options) are not checked.
 RECORDS = {"DropoutSite", "Verdict", "BatchBALDResult"}

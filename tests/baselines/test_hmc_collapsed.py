@@ -156,7 +156,9 @@ def test_collapsed_and_plain_hmc_agree_on_a_network(generator):
 
 
 def test_marginalize_errors_name_the_fix():
-    with pytest.raises(TypeError, match=r"^HMC: expected marginalize to be a bool, but got 'yes'"):
+    with pytest.raises(
+        TypeError, match=r"^HMC: expected marginalize to be True or False, but got 'yes'"
+    ):
         HMC(net(), marginalize="yes")
     with pytest.raises(
         ValueError, match=r"expected a regression nn.Sequential ending in an nn.Linear with "

@@ -46,7 +46,14 @@ import torch
 from torch import nn
 
 from dropkit._optional import require
-from dropkit._validation import _fail, check_choice, check_int, check_module, renamed_kwargs
+from dropkit._validation import (
+    _fail,
+    check_bool,
+    check_choice,
+    check_int,
+    check_module,
+    renamed_kwargs,
+)
 from dropkit.baselines._common import check_batch_size, check_inputs, eval_mode
 from dropkit.baselines._cost import PeakTensorMemory
 from dropkit.baselines._hmc_collapsed import CollapsedPosterior, linear_last
@@ -219,8 +226,7 @@ class HMC:
         self.estimate: dict[str, float] = {}
 
     def _check_marginalize(self, caller: str, value: Any, model: nn.Module) -> bool:
-        if not isinstance(value, bool):
-            raise _fail(TypeError, caller, "marginalize to be a bool", value, "Pass True or False.")
+        value = check_bool(caller, value, "marginalize")
         if value and not (self.likelihood == "regression" and linear_last(model) is not None):
             raise ValueError(
                 f"{caller}: expected a regression nn.Sequential ending in an nn.Linear with "
