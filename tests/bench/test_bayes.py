@@ -193,3 +193,33 @@ def test_render_html_includes_the_section():
     html = render_html({**metrics, "bayes": BLOCK})
     assert '<a href="#bayes">How Bayesian is it?</a>' in html
     assert '<section id="bayes">' in html
+
+
+def test_shards_share_one_out_file(uci, tmp_path):
+    # two processes at once, one file: each merges its splits under the lock, none is lost
+    import subprocess
+    import sys
+
+    out = tmp_path / "shared.json"
+    cmd = [sys.executable, "-W", "ignore", "-m", "dropkit.cli", "bench", "bayes", "--quick"]
+    cmd += ["--data-dir", str(uci), "--out", str(out), "--datasets", "yacht", "--splits", "4"]
+    procs = [
+        subprocess.Popen([*cmd, "--shard", f"{i}/2"], stdout=subprocess.DEVNULL) for i in (0, 1)
+    ]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    yacht = json.loads(out.read_text())["datasets"]["yacht"]
+    assert [r["split"] for r in yacht["per_split"]] == [0, 1, 2, 3]
+    assert yacht["splits"] == 4
+    # the table is over all four splits, whichever process wrote last
+    rmse = [r["methods"]["hmc"]["rmse"] for r in yacht["per_split"]]
+    assert yacht["table"]["hmc"]["rmse"]["mean"] == pytest.approx(sum(rmse) / 4, rel=1e-12)
+    # one shard again: its splits are there, nothing is refitted, the file keeps all four
+    assert run_quick(out, uci, "--datasets", "yacht", "--splits", "4", "--shard", "1/2") == 0
+    assert json.loads(out.read_text())["datasets"]["yacht"]["per_split"] == yacht["per_split"]
+
+
+@pytest.mark.parametrize("bad", ["2/2", "1", "a/b", "0/0", "-1/2"])
+def test_shard_errors_name_the_fix(tmp_path, bad):
+    with pytest.raises(ValueError, match=r"^bench bayes: expected --shard I/N with 0 <= I < N"):
+        bench.main(["--quick", f"--shard={bad}", "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()

@@ -24,6 +24,9 @@ the same chains, longer); each split records how many draws it took. HMC's cost
 is its sampling, extensions included; the networks its
 chains start from are trained for the ensemble (and the rest for HMC), not
 counted.
+``--shard I/N`` fits only the splits k with k % N == I, so N processes (one
+per core) can share one ``--out``: each merges its splits into the file under
+a lock (POSIX ``flock``) and re-reads the others' first.
 Every network trains with Adam (lr 0.01, weight decay 1e-4, full batch,
 ``--steps``). The approximate methods' noise variance is their mean squared
 training residual. Quality: RMSE and Gaussian (moment-matched) test
@@ -45,10 +48,12 @@ References:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +384,48 @@ def resume(path: Path, header: dict[str, Any]) -> dict[str, Any]:
     return datasets if isinstance(datasets, dict) else {}
 
 
+def _block(records: list[dict[str, Any]], regression: bool) -> dict[str, Any]:
+    table = summarize(records)
+    return {
+        "splits": len(records),
+        "table": table,
+        "closest": closest(table, regression),
+        "per_split": records,
+    }
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` as (I, N) with 0 <= I < N."""
+    head, sep, tail = str(text).partition("/")
+    try:
+        shard, shards = int(head), int(tail)
+    except ValueError:
+        shard, shards = -1, 0
+    if not sep or shards < 1 or not 0 <= shard < shards:
+        raise ValueError(
+            f"{_WHERE}: expected --shard I/N with 0 <= I < N, but got {text!r}. "
+            "Pass e.g. --shard 0/2 in one process and --shard 1/2 in another."
+        )
+    return shard, shards
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` + ``.lock`` (POSIX; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per --out
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Mean and standard error over splits of every numeric column of every method."""
     table: dict[str, dict[str, Any]] = {}
@@ -463,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default out/bayes.json)")
     parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="I/N: fit only the splits k with k %% N == I; N processes may share --out",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="test mode: yacht and digits, 1 split, tiny chains (not results)",
@@ -495,22 +547,35 @@ def main(argv: list[str] | None = None) -> int:
             f"{_WHERE}: expected --data-dir or $DROPKIT_UCI_DIR, but got neither. "
             "Pass the folder holding one sub-folder per UCI dataset."
         )
+    shard, shards = _shard(args.shard)
     header = {"bench": "bayes", "quick": args.quick, "seed": args.seed, "settings": cfg}
     results: dict[str, Any] = resume(out_path, header)
     torch.set_num_threads(1)  # tiny networks: one thread avoids spin-waits on a shared machine
 
-    def save() -> None:
-        write_record(out_path, {**header, "torch": torch.__version__, "datasets": results})
+    def save(name: str, mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # other processes (--shard) may have written splits since: merge under a lock
+        with _locked(out_path):
+            results.update(resume(out_path, header))
+            merged = {r["split"]: r for r in results.get(name, {}).get("per_split", [])}
+            merged.update({r["split"]: r for r in mine})
+            records = [merged[k] for k in sorted(merged)]
+            results[name] = _block(records, regression=name != "digits")
+            write_record(out_path, {**header, "torch": torch.__version__, "datasets": results})
+        return records
 
     for name in names:
         regression = name != "digits"
         data = load_uci(data_dir, name) if regression and data_dir is not None else None
         total = min(n_splits, data.n_splits) if data is not None else n_splits
-        done = {r["split"]: r for r in results.get(name, {}).get("per_split", [])}
-        records = [done[k] for k in range(total) if k in done]
-        if records:
-            print(f"[{name}] resuming: {len(records)} split(s) already in {out_path}", flush=True)
-        for k in range(total):
+        done = {r["split"] for r in results.get(name, {}).get("per_split", [])}
+        mine = [k for k in range(total) if k % shards == shard]
+        if done & set(mine):
+            print(
+                f"[{name}] resuming: {len(done & set(mine))} split(s) already in {out_path}",
+                flush=True,
+            )
+        records = list(results.get(name, {}).get("per_split", []))
+        for k in mine:
             if k in done:
                 continue
             t0 = time.perf_counter()
@@ -519,8 +584,6 @@ def main(argv: list[str] | None = None) -> int:
                 if regression
                 else _digits_split(k, cfg, args.seed)
             )
-            records.append(rec)
-            records.sort(key=lambda r: r["split"])
             diag = rec["methods"]["hmc"]["diagnostics"]
             print(
                 f"{time.strftime('%H:%M:%S')} [{name}] split {k}: {time.perf_counter() - t0:.0f} s,"
@@ -529,14 +592,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            table = summarize(records)
-            results[name] = {
-                "splits": len(records),
-                "table": table,
-                "closest": closest(table, regression),
-                "per_split": records,
-            }
-            save()
+            records = save(name, [rec])
+        if not records:
+            continue
         _print(f"{name} ({len(records)} splits)", results[name]["table"], regression)
         c = results[name]["closest"]
         print(
