@@ -467,3 +467,24 @@ def test_extend_errors():
         nuts.extend(5)
     with pytest.raises(ValueError, match=r"^HMC.extend: expected samples >= 1, but got 0"):
         nuts.extend(0)
+
+
+def test_chains_that_never_move_say_so():
+    # every proposal rejected (a step size that never adapted): no R-hat exists, and the
+    # warning says why rather than "the chains disagree" with a nan
+    from dropkit.baselines._hmc_diagnostics import HMCDiagnostics, summarize_draws
+
+    stuck = torch.arange(3.0).view(3, 1, 1).expand(3, 8, 5)  # each chain constant
+    rhat, ess_ = summarize_draws(stuck)
+    assert math.isnan(rhat["max"]) and math.isnan(ess_["min"])
+    diag = HMCDiagnostics(
+        chains=3, samples=8, warmup=20, parameters=5, accept_rate=[0.0, 1e-9, 0.0]
+    )
+    with pytest.warns(UserWarning) as caught:
+        diag.check("HMC.fit", "parameters", rhat, ess_, stacklevel=2)
+    assert [str(w.message) for w in caught] == [
+        "HMC.fit: expected the chains to move, but got the same parameters in every kept draw "
+        "(best acceptance rate 1e-09): every proposal was rejected. The step size did not adapt "
+        "in 20 warm-up iterations; run a longer warmup (150 or more)."
+    ]
+    assert diag.warnings == [str(caught[0].message)]

@@ -223,3 +223,25 @@ def test_shard_errors_name_the_fix(tmp_path, bad):
     with pytest.raises(ValueError, match=r"^bench bayes: expected --shard I/N with 0 <= I < N"):
         bench.main(["--quick", f"--shard={bad}", "--out", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+def test_markdown_tables_from_a_record(quick_path, quick, capsys):
+    assert bench.main(["--markdown", "--out", str(quick_path)]) == 0
+    text = capsys.readouterr().out
+    yacht = quick["datasets"]["yacht"]
+    rhat = yacht["per_split"][0]["methods"]["hmc"]["diagnostics"]["predictive_rhat"]["max"]
+    assert f"**yacht**, 1 split(s) [0]; HMC worst predictive R-hat {rhat:.3f}" in text
+    assert "| method | RMSE | test LL | W2 to HMC | std corr. to HMC | fit s |" in text
+    assert "| method | accuracy | NLL | ECE | top-1 agreement with HMC | TV to HMC |" in text
+    # every method of each table has exactly one row; HMC's distance to itself is exactly 0
+    for name, block in quick["datasets"].items():
+        one = bench.markdown({name: block})
+        assert all(one.count(f"\n| {method} | ") == 1 for method in block["table"])
+        assert one.count("\n| ") == len(block["table"]) + 1  # + the |--- line
+    assert "| hmc | " in text and "| 0 ± 0 | 1 ± 0 |" in text
+    assert f"closest to HMC: {yacht['closest']['method']} (W2 " in text
+
+
+def test_markdown_needs_a_record(tmp_path):
+    with pytest.raises(ValueError, match=r"^bench bayes: expected --markdown with --out naming"):
+        bench.main(["--markdown", "--out", str(tmp_path / "none.json")])

@@ -145,7 +145,15 @@ class HMCDiagnostics:
         fixes = "Run more warmup, more samples or more chains, or sample a smaller model."
         messages = []
         worst_rhat = rhat.get("max", float("nan"))
-        if self.chains * self.samples >= 4 and not worst_rhat <= RHAT_MAX:
+        if self.samples >= 4 and math.isnan(worst_rhat):
+            accept = max(self.accept_rate, default=float("nan"))
+            messages.append(
+                f"{caller}: expected the chains to move, but got the same {what} in every kept "
+                f"draw (best acceptance rate {accept:.3g}): every proposal was rejected. The step "
+                f"size did not adapt in {self.warmup} warm-up iterations; run a longer warmup "
+                "(150 or more)."
+            )
+        elif self.chains * self.samples >= 4 and not worst_rhat <= RHAT_MAX:
             messages.append(
                 f"{caller}: expected split R-hat <= {RHAT_MAX} on the {what}, but got "
                 f"{worst_rhat:.3g}. The chains disagree. {fixes}"

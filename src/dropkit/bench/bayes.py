@@ -437,7 +437,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             mean, se = mean_se([v for v in vals if math.isfinite(v)] or [float("nan")])
             table[name][col] = {"mean": mean, "se": se}
     rhat = [r["methods"]["hmc"]["diagnostics"]["predictive_rhat"]["max"] for r in records]
-    table["hmc"]["predictive_rhat_max"] = max(rhat)
+    # a split whose chains never moved has no R-hat: the worst is then undefined (nan)
+    table["hmc"]["predictive_rhat_max"] = math.nan if any(map(math.isnan, rhat)) else max(rhat)
     return table
 
 
@@ -468,6 +469,73 @@ def _print(name: str, table: dict[str, dict[str, Any]], regression: bool) -> Non
     for m, row in table.items():
         cells = [f"{row[c]['mean']:.4g} ± {row[c]['se']:.2g}" for c in cols]
         print(f"{m:<16}" + "".join(f"{c:>20}" for c in cells))
+
+
+_MD_COLS = {
+    True: [
+        ("rmse", "RMSE"),
+        ("ll", "test LL"),
+        ("w2_to_hmc", "W2 to HMC"),
+        ("std_corr_to_hmc", "std corr. to HMC"),
+    ],
+    False: [
+        ("accuracy", "accuracy"),
+        ("nll", "NLL"),
+        ("ece", "ECE"),
+        ("agreement_to_hmc", "top-1 agreement with HMC"),
+        ("tv_to_hmc", "TV to HMC"),
+    ],
+}
+
+
+def markdown(datasets: dict[str, Any]) -> str:
+    """The tables of a ``bench bayes`` record as Markdown (what BENCHMARKS.md shows).
+
+    Per dataset: the splits that ran, HMC's worst predictive R-hat and every
+    split's R-hat, smallest predictive ESS, draws per chain and wall time;
+    one row per method (mean ± SE over splits, cost columns as means); and
+    the method closest to HMC with its cost ratios.
+    """
+    parts = []
+    for name, block in datasets.items():
+        regression = name != "digits"
+        diags = [r["methods"]["hmc"]["diagnostics"] for r in block["per_split"]]
+        splits = [r["split"] for r in block["per_split"]]
+        rhat = [d["predictive_rhat"]["max"] for d in diags]
+        worst = math.nan if any(math.isnan(v) for v in rhat) else max(rhat)  # nan: never moved
+
+        def listed(values: list[float], fmt: str) -> str:
+            return "[" + ", ".join(format(v, fmt) for v in values) + "]"
+
+        parts.append(
+            f"**{name}**, {len(splits)} split(s) {splits}; HMC worst predictive R-hat "
+            f"{worst:.3f}\n\n"
+            f"(per split: predictive R-hat {listed(rhat, '.3f')}, predictive ESS min "
+            f"{listed([d['predictive_ess']['min'] for d in diags], '.0f')}, draws per chain "
+            f"{[d['samples'] for d in diags]}, divergences "
+            f"{[sum(d['divergences']) for d in diags]}, HMC wall s "
+            f"{listed([d['wall_time_s'] for d in diags], '.0f')})\n"
+        )
+        cols = [*_MD_COLS[regression], ("fit_s", "fit s"), ("predict_s", "predict s")]
+        cols += [("passes", "passes"), ("parameters", "params")]
+        lines = ["| method | " + " | ".join(title for _, title in cols) + " |"]
+        lines.append("|---" * (len(cols) + 1) + "|")
+        for method, row in sorted(block["table"].items()):
+            cells = [
+                f"{row[key]['mean']:.4g}"
+                if key in ("fit_s", "predict_s", "passes", "parameters")
+                else f"{row[key]['mean']:.3g} ± {row[key]['se']:.2g}"
+                for key, _ in cols
+            ]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        c = block["closest"]
+        parts.append("\n".join(lines))
+        parts.append(
+            f"\nclosest to HMC: {c['method']} ({'W2' if regression else 'TV'} "
+            f"{c['distance']:.4g}); HMC took {c['time_ratio_hmc_over_method']:.0f}x its time "
+            f"and {c['passes_ratio_hmc_over_method']:.0f}x its forward passes\n"
+        )
+    return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,11 +583,25 @@ def main(argv: list[str] | None = None) -> int:
         help="I/N: fit only the splits k with k %% N == I; N processes may share --out",
     )
     parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the tables already in --out as Markdown and exit (runs nothing)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="test mode: yacht and digits, 1 split, tiny chains (not results)",
     )
     args = parser.parse_args(argv)
+    if args.markdown:
+        if args.out is None or not args.out.is_file():
+            raise ValueError(
+                f"{_WHERE}: expected --markdown with --out naming an existing record, but got "
+                f"--out {str(args.out) if args.out else None!r}. Pass the JSON file a run wrote."
+            )
+        record = json.loads(args.out.read_text(encoding="utf-8"))
+        print(markdown(record.get("datasets", {})))
+        return 0
     cfg = dict(QUICK if args.quick else FULL)
     for key in cfg:
         if getattr(args, key) is not None:
