@@ -19,7 +19,7 @@ Cost columns (prediction on the test set only; training is the user's):
 * ``fit_time_s``: post-hoc fitting (Laplace Hessian and prior, temperature;
   for ``hmc`` the sampling time).
 
-With ``"hmc"`` among the methods (full-batch NUTS, :class:`~dropkit.baselines.HMC`),
+With ``"hmc"`` among the methods (full-batch HMC, :class:`~dropkit.baselines.HMC`),
 every report also holds ``reference``: its distance to the HMC predictive on the
 test inputs, ``top1_agreement`` and ``total_variation`` (and the same after
 temperature scaling, ``calibrated.*``, when ``val`` is given); see
