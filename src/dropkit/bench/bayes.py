@@ -1,8 +1,8 @@
 """``dropkit bench bayes``: how close each approximate method comes to HMC.
 
 For every split, the approximate methods and full-batch HMC (dropkit's
-vectorised chains; pyro's NUTS with ``--sampler nuts``) are fitted on the same training rows and scored on the same test rows; each
-method's quality and its distance to the HMC predictive are reported as mean
+vectorised chains; pyro's NUTS with ``--sampler nuts``) are fitted on the same
+training rows and scored on the same test rows; each method's quality and its distance to the HMC predictive are reported as mean
 +- standard error over splits, with its cost next to HMC's.
 
 **UCI regression** (yacht, bostonHousing, energy, concrete, wine-quality-red):
