@@ -2,8 +2,9 @@
 
 For every split, the approximate methods and full-batch HMC (dropkit's
 vectorised chains; pyro's NUTS with ``--sampler nuts``) are fitted on the same
-training rows and scored on the same test rows; each method's quality and its distance to the HMC predictive are reported as mean
-+- standard error over splits, with its cost next to HMC's.
+training rows and scored on the same test rows; each method's quality and its
+distance to the HMC predictive are reported as mean +- standard error over
+splits, with its cost next to HMC's.
 
 **UCI regression** (yacht, bostonHousing, energy, concrete, wine-quality-red):
 the splits of ``bench uci`` (20 per set), inputs and targets standardised on the
