@@ -163,3 +163,31 @@ def test_harness_writes_only_through_dropkit_io(folder: str) -> None:
         for line in _plain_writes(path.read_text())
     ]
     assert not offenders, offenders
+
+
+def test_locked_makes_writers_take_turns(tmp_path) -> None:
+    # two holders of one lock (separate descriptors, as two processes have): the second
+    # waits until the first leaves its block; the lock file stays empty, the data untouched
+    import threading
+
+    from dropkit._io import locked
+
+    target = tmp_path / "sub" / "record.json"
+    order: list[str] = []
+    inside = threading.Event()
+
+    def second() -> None:
+        inside.wait()
+        with locked(target):
+            order.append("second in")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with locked(target):
+        inside.set()
+        thread.join(timeout=0.5)  # it cannot get in while the lock is held
+        order.append("first out")
+    thread.join(timeout=30)
+    assert order == ["first out", "second in"]
+    assert (tmp_path / "sub" / "record.json.lock").read_bytes() == b""
+    assert not target.exists()

@@ -49,12 +49,10 @@ References:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +60,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dropkit._io import locked
 from dropkit.baselines import HMC, DeepEnsemble, compare_uncertainty
 from dropkit.bench._record import write_record
 from dropkit.bench.uci import SMALL, _default_data_dir
@@ -410,23 +409,6 @@ def _shard(text: str) -> tuple[int, int]:
     return shard, shards
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` + ``.lock`` (POSIX; elsewhere no lock)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: one process per --out
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Mean and standard error over splits of every numeric column of every method."""
     table: dict[str, dict[str, Any]] = {}
@@ -637,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(name: str, mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # other processes (--shard) may have written splits since: merge under a lock
-        with _locked(out_path):
+        with locked(out_path):
             results.update(resume(out_path, header))
             merged = {r["split"]: r for r in results.get(name, {}).get("per_split", [])}
             merged.update({r["split"]: r for r in mine})
