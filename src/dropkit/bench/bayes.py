@@ -440,20 +440,6 @@ def closest(table: dict[str, dict[str, Any]], regression: bool) -> dict[str, Any
     }
 
 
-def _print(name: str, table: dict[str, dict[str, Any]], regression: bool) -> None:
-    cols = (
-        ["rmse", "ll", "w2_to_hmc", "std_corr_to_hmc"]
-        if regression
-        else ["accuracy", "nll", "ece", "agreement_to_hmc", "tv_to_hmc"]
-    )
-    cols += ["fit_s", "predict_s", "passes"]
-    print(f"\n{name}")
-    print(f"{'method':<16}" + "".join(f"{c:>20}" for c in cols))
-    for m, row in table.items():
-        cells = [f"{row[c]['mean']:.4g} ± {row[c]['se']:.2g}" for c in cols]
-        print(f"{m:<16}" + "".join(f"{c:>20}" for c in cells))
-
-
 _MD_COLS = {
     True: [
         ("rmse", "RMSE"),
@@ -485,7 +471,7 @@ def markdown(datasets: dict[str, Any]) -> str:
         diags = [r["methods"]["hmc"]["diagnostics"] for r in block["per_split"]]
         splits = [r["split"] for r in block["per_split"]]
         rhat = [d["predictive_rhat"]["max"] for d in diags]
-        worst = math.nan if any(math.isnan(v) for v in rhat) else max(rhat)  # nan: never moved
+        worst = block["table"]["hmc"]["predictive_rhat_max"]  # nan: a split never moved
 
         def listed(values: list[float], fmt: str) -> str:
             return "[" + ", ".join(format(v, fmt) for v in values) + "]"
@@ -617,16 +603,15 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = resume(out_path, header)
     torch.set_num_threads(1)  # tiny networks: one thread avoids spin-waits on a shared machine
 
-    def save(name: str, mine: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def save(name: str, rec: dict[str, Any]) -> None:
         # other processes (--shard) may have written splits since: merge under a lock
         with locked(out_path):
             results.update(resume(out_path, header))
             merged = {r["split"]: r for r in results.get(name, {}).get("per_split", [])}
-            merged.update({r["split"]: r for r in mine})
+            merged[rec["split"]] = rec
             records = [merged[k] for k in sorted(merged)]
             results[name] = _block(records, regression=name != "digits")
             write_record(out_path, {**header, "torch": torch.__version__, "datasets": results})
-        return records
 
     for name in names:
         regression = name != "digits"
@@ -639,7 +624,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{name}] resuming: {len(done & set(mine))} split(s) already in {out_path}",
                 flush=True,
             )
-        records = list(results.get(name, {}).get("per_split", []))
         for k in mine:
             if k in done:
                 continue
@@ -657,13 +641,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-            records = save(name, [rec])
-        if not records:
-            continue
-        _print(f"{name} ({len(records)} splits)", results[name]["table"], regression)
-        c = results[name]["closest"]
-        print(
-            f"closest to HMC: {c['method']} (HMC costs {c['time_ratio_hmc_over_method']:.0f}x "
-            "its time)"
-        )
+            save(name, rec)
+        if name in results:
+            print(markdown({name: results[name]}))
     return 0
