@@ -127,6 +127,28 @@ def test_bench_prints_and_records_the_machine(tmp_path: Path) -> None:
     assert "F.dropout" in done.stdout
 
 
+@pytest.mark.parametrize("name", ["bayes", "digits", "score"])
+def test_a_bench_that_sets_its_threads_reports_those(name: str, tmp_path: Path) -> None:
+    # these benches call torch.set_num_threads(THREADS) before timing anything: the
+    # machine line (printed before the bench starts) names that count, not the default
+    import importlib
+
+    pinned = importlib.import_module(f"dropkit.bench.{name}").THREADS
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT)}
+    bad = {"bayes": ["--splits", "0"], "digits": ["--seeds", "0"], "score": ["--cases", "x"]}
+    done = subprocess.run(
+        [DROPKIT, "bench", name, *bad[name], "--out", str(tmp_path / "x.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode != 0 and f"bench {name}: expected --" in done.stderr  # no work done
+    assert done.stdout.splitlines()[0].endswith(f", {pinned} threads"), done.stdout
+    assert not (tmp_path / "x.json").exists()
+
+
 # every file the harness writes goes through dropkit._io (atomic: a crash leaves the old file)
 _PLAIN_WRITERS = {"write_text", "write_bytes", "dump", "save", "savez", "to_csv"}
 

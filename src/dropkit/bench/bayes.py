@@ -68,6 +68,11 @@ from dropkit.bench.uci.data import load_uci, mean_se, standardize
 from dropkit.metrics import gaussian_nll, gaussian_w2, rmse, std_correlation
 from dropkit.uncertainty import mc_predict
 
+#: Threads this bench runs with (set before anything is timed): tiny networks, and one
+#: thread avoids spin-waits when several shards share a machine. ``dropkit bench``'s
+#: machine line reports it.
+THREADS = 1
+
 _WHERE = "bench bayes"
 DATASETS = (*SMALL, "digits")
 REG_METHODS = ("mc_dropout", "deterministic", "ensemble", "laplace", "hmc")
@@ -601,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     shard, shards = _shard(args.shard)
     header = {"bench": "bayes", "quick": args.quick, "seed": args.seed, "settings": cfg}
     results: dict[str, Any] = resume(out_path, header)
-    torch.set_num_threads(1)  # tiny networks: one thread avoids spin-waits on a shared machine
+    torch.set_num_threads(THREADS)
 
     def save(name: str, rec: dict[str, Any]) -> None:
         # other processes (--shard) may have written splits since: merge under a lock

@@ -53,6 +53,10 @@ from dropkit.demo.digits import (
     split_digits,
 )
 
+#: Threads this bench runs with (set before anything is timed); ``dropkit bench``'s
+#: machine line reports it.
+THREADS = 1
+
 _CALLER = "bench digits"
 N_DIGITS = 1797  # images in scikit-learn's digits
 
@@ -247,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             f"bench digits: expected --skip among ['al', 'ood'], but got {sorted(skip)}. "
             "Pass e.g. --skip al."
         )
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
     start = time.perf_counter()
     ood = [
         run_ood(s, cfg) for s in progress(range(0 if "ood" in skip else cfg["seeds"]), "ood seeds")

@@ -34,6 +34,10 @@ from torch import nn
 from dropkit._io import atomic_write_text
 from dropkit.bench._record import write_record
 
+#: Threads per worker, in every engine: one worker = one core. Set before anything
+#: is timed; ``dropkit bench``'s machine line reports it.
+THREADS = 1
+
 SAMPLES = 20
 
 
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             f"bench score: expected --cases among {', '.join(CASES)} and --engines among "
             f"local, ray, but got {args.cases!r} / {args.engines!r}. Pick from those."
         )
-    torch.set_num_threads(1)  # one worker = one core, in every engine
+    torch.set_num_threads(THREADS)
     results: dict[str, Any] = {}
     models: dict[str, tuple[nn.Module, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from dropkit.cli._common import CLIError, delegate
 
 BENCHES = ("kernels", "mc", "digits", "schedules", "sweep", "uci", "bayes", "score")
@@ -35,7 +37,11 @@ def main(rest: list[str]) -> int:
         from dropkit.bench._record import machine, machine_line
 
         info = machine()
-        if "--threads" in rest[:-1]:  # the bench sets it before timing anything
+        # the bench sets its threads before timing anything: report those, not today's
+        pinned = getattr(importlib.import_module(f"dropkit.bench.{rest[0]}"), "THREADS", None)
+        if pinned is not None:
+            info["threads"] = pinned
+        elif "--threads" in rest[:-1]:
             threads = rest[rest.index("--threads") + 1]
             info["threads"] = int(threads) if threads.isdigit() else info["threads"]
         print(machine_line(info), flush=True)
