@@ -61,6 +61,10 @@ def test_quick_bench_tables(quick):
     assert rec["hmc"]["passes"] == bench.QUICK["chains"] * diag["samples"]
     assert rec["hmc"]["diagnostics"]["chains"] == bench.QUICK["chains"]
     assert rec["hmc"]["diagnostics"]["sampler"] == "hmc"
+    # the deterministic row shares MC dropout's training but times its own single pass
+    det, mc = rec["deterministic"], rec["mc_dropout"]
+    assert det["fit_s"] == mc["fit_s"] and (det["passes"], mc["passes"]) == (1, bench.QUICK["mc"])
+    assert det["predict_s"] != mc["predict_s"]
     digits = quick["datasets"]["digits"]["per_split"][0]["methods"]
     assert digits["hmc"]["agreement_to_hmc"] == 1.0 and digits["hmc"]["tv_to_hmc"] == 0.0
     assert {"softmax", "softmax+ts", "mc_dropout", "mc_dropout+ts", "ensemble", "laplace"} <= set(
@@ -230,7 +234,8 @@ def test_markdown_tables_from_a_record(quick_path, quick, capsys):
     text = capsys.readouterr().out
     yacht = quick["datasets"]["yacht"]
     rhat = yacht["per_split"][0]["methods"]["hmc"]["diagnostics"]["predictive_rhat"]["max"]
-    assert f"**yacht**, 1 split(s) [0]; HMC worst predictive R-hat {rhat:.3f}" in text
+    assert f"**yacht**, 1 split(s) [0]; HMC worst predictive R-hat {rhat:.4f}" in text
+    assert f"(per split: predictive R-hat [{rhat:.4f}], predictive ESS min [" in text
     assert "| method | RMSE | test LL | W2 to HMC | std corr. to HMC | fit s |" in text
     assert "| method | accuracy | NLL | ECE | top-1 agreement with HMC | TV to HMC |" in text
     # every method of each table has exactly one row; HMC's distance to itself is exactly 0
