@@ -23,9 +23,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quick", action="store_true", help="fewer epochs, members and samples")
     p.add_argument("--seed", type=int, default=0, help="seed of data split, init and masks")
     args = p.parse_args(argv)
-    out = writable_folder("dropkit demo", args.out)
+    # the heavy import first: a Ctrl-C during it finds no folder made yet
     from dropkit.demo import DemoInterrupted, run_demo
 
+    out = writable_folder("dropkit demo", args.out)
+    untouched = CLIInterrupted(
+        f"interrupted before any output was written; {str(out)!r} is as it was before "
+        "this run (the demo writes its three files together at the end). Re-run to finish."
+    )
     try:
         paths = run_demo(out, quick=args.quick, seed=args.seed, progress=progress_enabled())
     except DemoInterrupted as exc:
@@ -34,10 +39,9 @@ def main(argv: list[str]) -> int:
                 f"interrupted after this run's report.html, metrics.json and config.json were "
                 f"all written to {str(out)!r}; nothing is missing."
             ) from None
-        raise CLIInterrupted(
-            f"interrupted before any output was written; {str(out)!r} is as it was before "
-            "this run (the demo writes its three files together at the end). Re-run to finish."
-        ) from None
+        raise untouched from None
+    except KeyboardInterrupt:  # before run_demo could stage anything
+        raise untouched from None
     for label, path in paths.items():
         print(f"{label:>8}: {path}")
     return 0
